@@ -1,0 +1,171 @@
+"""Rewired layers: every weight position k has a parameter theta_k and a fixed sign s_k.
+
+Position k is active iff theta_k >= 0, and then its weight is s_k * theta_k; a dormant position
+has weight exactly 0. The layer's ordinary `weight` Parameter holds these effective weights, so
+the forward and backward passes cost what a dense layer costs; the optimizers in `optim.py` keep
+`weight` in sync with `theta` and only touch the K active positions (`active_idx`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import validate
+
+
+class Rewired:
+    """Mixin for a module with a `weight` Parameter whose positions are rewired."""
+
+    theta: torch.Tensor       # same shape as weight; active iff >= 0
+    sign: torch.Tensor        # same shape as weight; +1 or -1, fixed for life
+    active_idx: torch.Tensor  # flat indices of the active positions (int64, K of them)
+
+    def init_rewiring(self, k: int, generator: torch.Generator) -> None:
+        """Reference initialisation (spec): w0 ~ N(0, 1/n_in), sign = sign(w0), exactly k positions
+        chosen uniformly without replacement get theta = |w0|, the rest are dormant."""
+        weight = self.weight
+        n = weight.numel()
+        validate.integer("k", k, low=1, high=n)
+        fan_in = n // weight.shape[0]
+        w0 = torch.randn(weight.shape, generator=generator, dtype=weight.dtype) / math.sqrt(fan_in)
+        sign = torch.where(w0 >= 0, 1.0, -1.0).to(weight.dtype)
+        chosen = torch.randperm(n, generator=generator)[:k].sort().values
+        # Dormant theta is strictly negative (note -0.0 >= 0 would count as active).
+        theta = -(w0.abs() + torch.finfo(weight.dtype).tiny)
+        theta.view(-1)[chosen] = w0.abs().view(-1)[chosen]
+        dev = weight.device
+        self.register_buffer("theta", theta.to(dev))
+        self.register_buffer("sign", sign.to(dev))
+        self.register_buffer("active_idx", chosen.to(dev))
+        self.sync_weight()
+
+    # -- views -------------------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Number of active connections."""
+        return self.active_idx.numel()
+
+    @property
+    def n_positions(self) -> int:
+        return self.theta.numel()
+
+    @property
+    def connectivity(self) -> float:
+        return self.k / self.n_positions
+
+    def active_mask(self) -> torch.Tensor:
+        """Boolean tensor, weight-shaped: True where theta >= 0."""
+        return self.theta >= 0
+
+    def effective_weight(self) -> torch.Tensor:
+        """s * theta on active positions, exactly 0 on dormant ones (computed from theta)."""
+        return torch.where(self.theta >= 0, self.sign * self.theta, torch.zeros_like(self.theta))
+
+    def theta_grad(self) -> torch.Tensor | None:
+        """dE/dtheta = s * dE/dw on active positions and 0 on dormant ones (w = s*relu(theta))."""
+        if self.weight.grad is None:
+            return None
+        return torch.where(self.theta >= 0, self.sign * self.weight.grad,
+                           torch.zeros_like(self.theta))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    @torch.no_grad()
+    def sync_weight(self) -> None:
+        """Rebuild `weight` and `active_idx` from theta (O(all positions); not used per step)."""
+        self.weight.copy_(self.effective_weight())
+        self.active_idx = torch.nonzero(self.theta.view(-1) >= 0).view(-1)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # K may differ between the saved and the current layer: resize before the copy.
+        key = prefix + "active_idx"
+        if key in state_dict:
+            self.active_idx = torch.empty_like(state_dict[key], device=self.active_idx.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class SparseLinear(Rewired, nn.Linear):
+    """nn.Linear with Deep R rewiring of its weight matrix (out_features x in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 k: int | None = None, connectivity: float | None = None,
+                 generator: torch.Generator | None = None, device=None, dtype=None):
+        nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.init_rewiring(_resolve_k(k, connectivity, self.weight.numel()),
+                           generator or torch.Generator().manual_seed(0))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", k={self.k}"
+
+
+class SparseConv2d(Rewired, nn.Conv2d):
+    """nn.Conv2d whose kernel entries (out x in/groups x kh x kw) are rewired."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros", *,
+                 k: int | None = None, connectivity: float | None = None,
+                 generator: torch.Generator | None = None, device=None, dtype=None):
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
+                           dilation, groups, bias, padding_mode, device=device, dtype=dtype)
+        self.init_rewiring(_resolve_k(k, connectivity, self.weight.numel()),
+                           generator or torch.Generator().manual_seed(0))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", k={self.k}"
+
+
+def _resolve_k(k, connectivity, n: int, name: str = "k") -> int:
+    if (k is None) == (connectivity is None):
+        raise ValueError("give exactly one of k (connections per layer) or connectivity "
+                         "(fraction of positions in (0, 1])")
+    if k is not None:
+        return validate.integer(name, k, low=1, high=n)
+    c = validate.finite("connectivity", connectivity, low=0.0, high=1.0, low_open=True)
+    return max(1, min(n, round(c * n)))
+
+
+def rewired_layers(model: nn.Module) -> list[Rewired]:
+    """The rewired layers of a model, in module order."""
+    return [m for m in model.modules() if isinstance(m, Rewired)]
+
+
+def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = None, *,
+             k: int | Sequence[int] | None = None, seed: int | None = 0,
+             generator: torch.Generator | None = None) -> nn.Module:
+    """Replace every nn.Linear and nn.Conv2d of `model` (in place) by its rewired counterpart.
+
+    connectivity: one fraction for all layers or one per layer (module order); or k: active
+    connections per layer. Biases are copied; the rest of the model is left as it is.
+    Initialisation follows the reference code (see Rewired.init_rewiring) and is seeded.
+    """
+    targets = [(parent, name, child) for parent in model.modules()
+               for name, child in parent.named_children()
+               if isinstance(child, (nn.Linear, nn.Conv2d)) and not isinstance(child, Rewired)]
+    if not targets:
+        raise ValueError("model has no nn.Linear or nn.Conv2d layer to sparsify")
+    if (k is None) == (connectivity is None):
+        raise ValueError("sparsify needs exactly one of connectivity= or k=")
+    ks = validate.per_layer("k", k, len(targets)) if k is not None else [None] * len(targets)
+    cs = (validate.per_layer("connectivity", connectivity, len(targets))
+          if connectivity is not None else [None] * len(targets))
+    gen = generator or torch.Generator().manual_seed(0 if seed is None else seed)
+    for (parent, name, old), k_i, c_i in zip(targets, ks, cs):
+        kw = dict(k=k_i, connectivity=c_i, generator=gen, dtype=old.weight.dtype)
+        has_bias = old.bias is not None
+        if isinstance(old, nn.Conv2d):
+            if old.padding_mode != "zeros" and not isinstance(old.padding, (tuple, int)):
+                raise ValueError("sparsify supports Conv2d with explicit padding only")
+            new = SparseConv2d(old.in_channels, old.out_channels, old.kernel_size, old.stride,
+                               old.padding, old.dilation, old.groups, has_bias,
+                               old.padding_mode, **kw)
+        else:
+            new = SparseLinear(old.in_features, old.out_features, has_bias, **kw)
+        if has_bias:
+            with torch.no_grad():
+                new.bias.copy_(old.bias.detach().cpu())
+        new.to(old.weight.device)
+        new.train(old.training)
+        setattr(parent, name, new)
+    return model
