@@ -1,0 +1,189 @@
+"""What a run records for the dashboard, in bounded memory however long it runs.
+
+Series keep the whole history at progressively coarser resolution: when a series is full,
+neighbouring points are merged and its stride doubles, so a 1,000,000-step run still has its
+start, middle and end, in at most `capacity` points.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+LIFETIME_BINS = 32  # log2 bins: [0,1), [1,2), [2,4), ... up to 2**30 steps
+
+
+class Downsampled:
+    """(step, value) pairs; value a float or a fixed-length vector. mode 'mean' merges by
+    averaging (losses, counts per step), 'last' by keeping the later point (random walks)."""
+
+    def __init__(self, capacity: int = 1024, mode: str = "mean"):
+        if capacity < 4 or capacity % 2:
+            raise ValueError("capacity must be an even number >= 4")
+        self.capacity, self.mode = capacity, mode
+        self.stride = 1
+        self.steps: list[int] = []
+        self.values: list = []
+        self._acc = None
+        self._n = 0
+
+    def add(self, step: int, value) -> None:
+        value = np.asarray(value, dtype=np.float64)
+        if self.mode == "mean":
+            self._acc = value.copy() if self._n == 0 else self._acc + value
+        else:
+            self._acc = value
+        self._n += 1
+        if self._n >= self.stride:
+            self._push(step, self._acc / self._n if self.mode == "mean" else self._acc)
+            self._acc, self._n = None, 0
+
+    def _push(self, step: int, value) -> None:
+        self.steps.append(int(step))
+        self.values.append(value)
+        if len(self.steps) >= self.capacity:
+            if self.mode == "mean":
+                self.values = [(a + b) / 2 for a, b in zip(self.values[0::2], self.values[1::2])]
+            else:
+                self.values = self.values[1::2]
+            self.steps = self.steps[1::2]
+            self.stride *= 2
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        steps = np.asarray(self.steps, dtype=np.int64)
+        if not self.values:
+            return steps, np.zeros((0,))
+        return steps, np.stack(self.values)
+
+    def to_dict(self) -> dict:
+        return {"capacity": self.capacity, "mode": self.mode, "stride": self.stride,
+                "steps": self.steps, "values": [np.asarray(v).tolist() for v in self.values],
+                "acc": None if self._acc is None else np.asarray(self._acc).tolist(), "n": self._n}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Downsampled":
+        s = cls(int(d["capacity"]), d["mode"])
+        s.stride, s.steps, s._n = int(d["stride"]), [int(x) for x in d["steps"]], int(d["n"])
+        s.values = [np.asarray(v, dtype=np.float64) for v in d["values"]]
+        s._acc = None if d["acc"] is None else np.asarray(d["acc"], dtype=np.float64)
+        return s
+
+
+class Telemetry:
+    """Per-step metrics, per-layer rewiring counts, tracked theta walks, lifetimes."""
+
+    SERIES = ("loss", "train_acc", "test_acc", "test_loss")
+
+    def __init__(self, layer_positions: list[int], device, capacity: int = 1024):
+        self.capacity = capacity
+        self.series = {name: Downsampled(capacity, "mean" if name in ("loss", "train_acc") else "last")
+                       for name in self.SERIES}
+        n = len(layer_positions)
+        self.pruned = Downsampled(capacity)        # vector: one entry per layer
+        self.activated = Downsampled(capacity)
+        self.active = Downsampled(capacity, "last")
+        self.ever_active_frac = Downsampled(capacity, "last")
+        self.dead_units = Downsampled(capacity, "last")
+        self.ever_active = [torch.zeros(p, dtype=torch.bool, device=device) for p in layer_positions]
+        self.born = [torch.zeros(p, dtype=torch.long, device=device) for p in layer_positions]
+        self.lifetimes = np.zeros((n, LIFETIME_BINS), dtype=np.int64)
+        self.tracked_layer = np.zeros(0, dtype=np.int64)
+        self.tracked_pos = np.zeros(0, dtype=np.int64)
+        self.tracked_theta = Downsampled(capacity, "last")
+        self.changes: deque = deque(maxlen=1000)   # hyperparameter changes (step, name, old, new)
+        self.notes: deque = deque(maxlen=200)      # divergence and other messages
+
+    def start(self, layers) -> None:
+        for ever, layer in zip(self.ever_active, layers):
+            ever[layer.active_idx] = True
+
+    def track(self, layer_index: np.ndarray, positions: np.ndarray) -> None:
+        """Replace the tracked set (its past walks go with it: the series restarts)."""
+        self.tracked_layer = np.asarray(layer_index, dtype=np.int64)
+        self.tracked_pos = np.asarray(positions, dtype=np.int64)
+        self.tracked_theta = Downsampled(self.capacity, "last")
+
+    def record_step(self, step: int, loss: float, acc: float, layers, events) -> None:
+        self.series["loss"].add(step, loss)
+        self.series["train_acc"].add(step, acc)
+        pruned, activated = [], []
+        for i, (layer, ev) in enumerate(zip(layers, events)):
+            p, a = ev["pruned"], ev["activated"]
+            pruned.append(p.numel())
+            activated.append(a.numel())
+            if p.numel():
+                life = (step - self.born[i][p]).cpu().numpy()
+                bins = np.minimum(np.floor(np.log2(np.maximum(life, 1))).astype(np.int64) + (life > 0),
+                                  LIFETIME_BINS - 1)
+                np.add.at(self.lifetimes[i], bins, 1)
+            if a.numel():
+                self.born[i][a] = step
+                self.ever_active[i][a] = True
+        self.pruned.add(step, pruned)
+        self.activated.add(step, activated)
+        self.active.add(step, [layer.k for layer in layers])
+        if len(self.tracked_pos):
+            self.tracked_theta.add(step, self.tracked_values(layers))
+
+    def tracked_values(self, layers) -> np.ndarray:
+        out = np.empty(len(self.tracked_pos))
+        for i, layer in enumerate(layers):
+            sel = np.nonzero(self.tracked_layer == i)[0]
+            if len(sel):
+                pos = torch.as_tensor(self.tracked_pos[sel], device=layer.theta.device)
+                out[sel] = layer.theta.view(-1)[pos].cpu().numpy()
+        return out
+
+    def record_eval(self, step: int, test_acc: float, test_loss: float, dead: list[int]) -> None:
+        self.series["test_acc"].add(step, test_acc)
+        self.series["test_loss"].add(step, test_loss)
+        self.dead_units.add(step, dead)
+        self.ever_active_frac.add(step, [float(e.float().mean()) for e in self.ever_active])
+
+    def size_in_points(self) -> int:
+        """Everything stored, counted in numbers (for the bounded-memory test)."""
+        total = 0
+        for s in [*self.series.values(), self.pruned, self.activated, self.active,
+                  self.ever_active_frac, self.dead_units, self.tracked_theta]:
+            total += len(s.steps) + sum(np.size(v) for v in s.values)
+        return total + self.lifetimes.size + len(self.changes) * 4 + len(self.notes)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"series": {k: v.to_dict() for k, v in self.series.items()},
+                "pruned": self.pruned.to_dict(), "activated": self.activated.to_dict(),
+                "active": self.active.to_dict(), "ever_active_frac": self.ever_active_frac.to_dict(),
+                "dead_units": self.dead_units.to_dict(), "lifetimes": self.lifetimes.tolist(),
+                "tracked_layer": self.tracked_layer.tolist(), "tracked_pos": self.tracked_pos.tolist(),
+                "tracked_theta": self.tracked_theta.to_dict(), "changes": list(self.changes),
+                "notes": list(self.notes)}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for i, (e, b) in enumerate(zip(self.ever_active, self.born)):
+            out[f"ever_active.{i}"] = e.to(torch.uint8).cpu()
+            out[f"born.{i}"] = b.cpu()
+        return out
+
+    def load(self, d: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.series = {k: Downsampled.from_dict(v) for k, v in d["series"].items()}
+        for name in ("pruned", "activated", "active", "ever_active_frac", "dead_units", "tracked_theta"):
+            setattr(self, name, Downsampled.from_dict(d[name]))
+        self.lifetimes = np.asarray(d["lifetimes"], dtype=np.int64)
+        self.tracked_layer = np.asarray(d["tracked_layer"], dtype=np.int64)
+        self.tracked_pos = np.asarray(d["tracked_pos"], dtype=np.int64)
+        self.changes = deque((tuple(c) for c in d["changes"]), maxlen=1000)
+        self.notes = deque(d["notes"], maxlen=200)
+        for i in range(len(self.ever_active)):
+            dev = self.ever_active[i].device
+            self.ever_active[i] = tensors[f"ever_active.{i}"].to(dev).bool()
+            self.born[i] = tensors[f"born.{i}"].to(dev).long()
+
+
+def lifetime_bin_edges() -> np.ndarray:
+    """Left edges of the lifetime histogram bins, in steps: 0, 1, 2, 4, 8, ..."""
+    return np.concatenate([[0], 2.0 ** np.arange(LIFETIME_BINS - 1)])
