@@ -6,6 +6,7 @@ snapshot() safe to call from another thread while a worker steps.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -58,6 +59,7 @@ class TrainingSession:
         self.step_count = 0
         self.paused_reason: str | None = None  # set when the run diverged
         self.lock = threading.RLock()
+        self._readers_waiting = 0
         self.telemetry = Telemetry([l.n_positions for l in self.layers], self.device,
                                    telemetry_capacity)
         self.telemetry.start(self.layers)
@@ -73,11 +75,13 @@ class TrainingSession:
         validate.integer("n", n, low=0, high=10**9)
         done = 0
         t0 = time.perf_counter()
-        with self.lock:
-            for _ in range(n):
+        for _ in range(n):
+            while self._readers_waiting:  # readers (snapshots) go first: the lock is not fair
+                time.sleep(0.0002)
+            with self.lock:
                 if self.paused_reason is not None or not self._one_step():
                     break
-                done += 1
+            done += 1
         if done:
             rate = done / max(time.perf_counter() - t0, 1e-9)
             self.steps_per_second = rate if self.steps_per_second == 0 else \
@@ -241,10 +245,20 @@ class TrainingSession:
             self.telemetry.track(layer_index, positions)
             self.telemetry.tracked_theta.add(self.step_count, self.telemetry.tracked_values(self.layers))
 
+    @contextlib.contextmanager
+    def reading(self):
+        """Hold the session still for a reader (another thread); a stepping worker yields."""
+        self._readers_waiting += 1
+        try:
+            with self.lock:
+                yield self
+        finally:
+            self._readers_waiting -= 1
+
     def snapshot(self, weights: bool = True) -> dict:
         """A plain, detached CPU copy for drawing: per layer theta, sign, active mask, weight;
         the latest metrics, events of the last step, hyperparameters and status."""
-        with self.lock:
+        with self.reading():
             layers = []
             for i, (layer, ev) in enumerate(zip(self.layers, self.optimizer.last_events)):
                 entry = {"index": i, "shape": tuple(layer.theta.shape), "k": layer.k,

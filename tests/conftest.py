@@ -1,6 +1,9 @@
 import os
 
 import pytest
+
+import sys as _sys
+_sys.path.insert(0, __import__("os").path.dirname(__file__))
 import torch
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -1,0 +1,1 @@
+"""DeepR Studio's browser dashboard (Streamlit). Run: streamlit run app/main.py"""

@@ -1,0 +1,139 @@
+"""The dashboard: app logic with Streamlit's AppTest, and one real-browser run (Playwright +
+Debian's chromium) that presses Play, waits for training and moves a slider."""
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.urlstate import from_query, to_query
+
+MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
+
+
+def app(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def session(at):
+    return at.session_state["runner"].session
+
+
+def test_step_buttons_advance_the_counter():
+    at = app()
+    assert session(at).step_count == 0
+    at.button(key="step10").click().run()
+    assert session(at).step_count == 10
+    at.button(key="step1").click().run()
+    assert session(at).step_count == 11
+    assert "Step" in [m.label for m in at.metric]
+
+
+def test_live_sliders_change_the_sessions_hyperparameters_without_reset():
+    at = app()
+    at.button(key="step10").click().run()
+    gen = at.session_state["gen"]
+    at.select_slider(key=f"T{gen}").set_value(1e-4).run()
+    at.select_slider(key=f"alpha{gen}").set_value(3e-3).run()
+    at.slider(key=f"conn0_{gen}").set_value(0.1).run()
+    s = session(at)
+    assert s.step_count == 10  # no reset
+    assert s.optimizer.rewired_groups[0]["temperature"] == 1e-4
+    assert s.optimizer.rewired_groups[0]["alpha"] == 3e-3
+    assert s.layers[0].k == round(0.1 * s.layers[0].n_positions)
+    assert {c[1] for c in s.telemetry.changes} >= {"temperature", "alpha", "k"}
+    assert at.query_params["T"] == ["0.0001"] or at.query_params["T"] == "0.0001"
+
+
+def test_bad_typed_k_shows_an_error_and_the_run_keeps_its_settings():
+    at = app()
+    gen = at.session_state["gen"]
+    ks = [l.k for l in session(at).layers]
+    at.text_input(key=f"ktext{gen}").input("5,nope,3").run()
+    assert any("K" in e.value for e in at.error)
+    at.text_input(key=f"ktext{gen}").input("999999,1,1").run()
+    assert any("k[0]" in e.value for e in at.error)
+    assert [l.k for l in session(at).layers] == ks
+    at.text_input(key=f"ktext{gen}").input("100,50,40").run()
+    assert [l.k for l in session(at).layers] == [100, 50, 40]
+
+
+def test_url_parameters_set_up_the_run_and_round_trip():
+    at = app({"preset": "spiral-demo", "lr": "0.2", "T": "1e-05", "hidden": "8,8", "seed": "3"})
+    s = session(at)
+    assert s.config.dataset == "spiral" and s.config.hidden == [8, 8] and s.config.seed == 3
+    assert s.hyperparams()["lr"] == 0.2 and s.hyperparams()["temperature"] == 1e-5
+    q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    cfg, ui = from_query(q)
+    assert not ui.errors
+    assert cfg.to_dict() == s.config.replace(lr=0.2, temperature=1e-5).to_dict() | {
+        "connectivity": cfg.connectivity, "eval_every": cfg.eval_every, "steps": cfg.steps}
+
+
+def test_bad_url_values_show_errors_and_fall_back():
+    at = app({"lr": "-3", "preset": "nope", "T": "abc"})
+    msgs = " ".join(e.value for e in at.error)
+    assert "lr" in msgs and "preset" in msgs and "T" in msgs
+    assert session(at).config.dataset == "digits"
+
+
+def test_url_round_trip_pure():
+    cfg, ui = from_query({"preset": "digits-demo", "conn": "0.1,0.2,0.3", "algo": "soft-deepr"})
+    q = to_query(cfg, ui)
+    cfg2, ui2 = from_query(q)
+    assert cfg2.to_dict() == cfg.to_dict() and not ui2.errors
+
+
+def test_algorithm_switch_starts_a_soft_deepr_run():
+    at = app()
+    at.radio(key="algorithm").set_value("soft-deepr").run()
+    assert session(at).config.algorithm == "soft-deepr"
+    assert at.session_state["gen"] == 2
+
+
+# -- real browser ---------------------------------------------------------------------------
+browser = pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"),
+                             reason="chromium is not installed")
+
+
+@browser
+@pytest.mark.browser
+def test_end_to_end_in_chromium(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from browser import launch, step_counter, streamlit_app
+    with streamlit_app() as url, sync_playwright() as p:
+        b = launch(p)
+        page = b.new_page(viewport={"width": 1500, "height": 1400})
+        page.goto(url + "/?preset=digits-demo")
+        page.wait_for_selector("text=DeepR Studio", timeout=60_000)
+        assert step_counter(page) == 0
+        page.get_by_role("button", name="Play").click()
+        deadline = time.time() + 60
+        while time.time() < deadline and step_counter(page) < 50:
+            time.sleep(0.3)
+        assert step_counter(page) >= 50
+        page.wait_for_selector("img", timeout=30_000)  # the live charts are images while playing
+        page.get_by_role("button", name="Pause").click()
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)  # interactive when paused
+        # move the temperature slider with the keyboard and check the URL follows
+        slider = page.locator('input[aria-label="Temperature T"]')
+        assert "T=1e-06" in page.url
+        slider.evaluate("el => el.focus()")
+        page.keyboard.press("ArrowRight")  # one notch up: 1e-06 -> 3e-06
+        deadline = time.time() + 30
+        while time.time() < deadline and "T=3e-06" not in page.url:
+            time.sleep(0.3)
+        assert "T=3e-06" in page.url  # the session took it: the URL is written from the session
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+        shot_dir = os.environ.get("DEEPR_SCREENSHOTS")
+        if shot_dir:
+            page.screenshot(path=os.path.join(shot_dir, "dashboard.png"), full_page=True)
+        b.close()
