@@ -347,8 +347,11 @@ class DeepR(_RewiringOptimizer):
         dormant connections at theta = 0; lowering it makes the active connections with the
         smallest theta dormant. With global_k, k is one total (or connectivity one fraction of
         all positions)."""
-        targets = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) else None
-        super().set(**hyper) if hyper else None
+        targets = None
+        if k is not None or connectivity is not None:
+            targets = self._k_targets(k, connectivity)  # validated before anything changes
+        if hyper:
+            super().set(**hyper)
         if targets is not None:
             self._apply_k(targets)
 
@@ -505,7 +508,8 @@ class SoftDeepR(_RewiringOptimizer):
                 g.clear()
                 g.update(b)
             raise
-        super().set(**hyper) if hyper else None
+        if hyper:
+            super().set(**hyper)
 
     @torch.no_grad()
     def step(self, closure=None):

@@ -197,8 +197,8 @@ def test_telemetry_counts_lifetimes_and_tracking():
     s.step(300)
     tel = s.telemetry
     _, pruned = tel.pruned.arrays()
-    assert tel.lifetimes.sum() == pytest.approx(pruned.sum(0).sum(), rel=0, abs=0) or \
-        tel.lifetimes.sum() == int(round(pruned.sum()))
+    # 300 steps fit the series at full resolution: every pruned connection has one lifetime
+    assert tel.pruned.stride == 1 and tel.lifetimes.sum() == int(pruned.sum()) > 0
     steps, walks = tel.tracked_theta.arrays()
     assert walks.shape[1] == len(tel.tracked_pos) and steps[-1] == 300
     assert (walks < 0).any() and (walks >= 0).any()  # active and dormant are tracked
