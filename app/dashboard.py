@@ -198,7 +198,7 @@ def transport(runner: Runner) -> None:
             runner.pause()
             runner.step(n)
     if cols[4].button("Reset", key="reset"):
-        _start(runner.session.config.replace(lr=runner.session.config.lr), st.session_state["ui"])
+        _start(runner.session.config, st.session_state["ui"])
         st.rerun()
     if runner.session.paused_reason:
         c = cols[5]

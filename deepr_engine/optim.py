@@ -19,6 +19,11 @@ from .rewiring import sample_dormant, smallest
 GRADIENT_RULES = ("sgd", "momentum", "adam")
 
 
+def _nonfinite_gradient() -> FloatingPointError:
+    return FloatingPointError("a gradient contains NaN or inf; the step was not taken and the "
+                              "parameters are unchanged")
+
+
 class _RewiringOptimizer(torch.optim.Optimizer):
     """What DeepR and SoftDeepR share: groups, the gradient rule, validation, state."""
 
@@ -125,8 +130,7 @@ class _RewiringOptimizer(torch.optim.Optimizer):
         grads = rewired_grads + [p.grad for g in self.param_groups if g["layer_index"] is None
                                  for p in g["params"] if p.grad is not None]
         if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
-            raise FloatingPointError("a gradient contains NaN or inf; the step was not taken "
-                                     "and the parameters are unchanged")
+            raise _nonfinite_gradient()
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -230,8 +234,7 @@ class DeepR(_RewiringOptimizer):
         ends = torch.tensor([e - 1 for _, e in bounds], device=th.device)
         counts = torch.cat([died.cumsum(0).index_select(0, ends), new_th.sum().view(1)]).tolist()
         if self.check_finite and not math.isfinite(counts[-1]):
-            raise FloatingPointError("a gradient contains NaN or inf; the step was not taken "
-                                     "and the parameters are unchanged")
+            raise _nonfinite_gradient()
         n_died = [int(c) for c in counts[:-1]]
         n_died = [n_died[0]] + [n_died[i] - n_died[i - 1] for i in range(1, len(n_died))]
 
@@ -306,10 +309,8 @@ class DeepR(_RewiringOptimizer):
             revive = self._split_global(self._sample_global(sum(n_died), n_died))
             for i, (layer, (s, e), new) in enumerate(zip(self.layers, active["bounds"], revive)):
                 idx, d = layer.active_idx, died[s:e]
-                layer.theta.view(-1)[new] = 0
-                self._forget_moments(layer.weight, new)
-                layer.active_idx = torch.cat([idx[~d], new])
-                events[i] = {"pruned": idx[d], "activated": new}
+                layer.active_idx = idx[~d]
+                events[i] = {"pruned": idx[d], "activated": self._activate(layer, new)}
             active.clear()  # the layers' K changed: rebuild the view next step
         else:
             for i, (layer, n, (s, e)) in enumerate(zip(self.layers, n_died, active["bounds"])):
@@ -388,9 +389,8 @@ class DeepR(_RewiringOptimizer):
                     local = drop_all[(drop_all >= start) & (drop_all < start + layer.k)] - start
                     start += layer.k
                     events[i]["pruned"] = self._deactivate(layer, local)
-            self.total_k = targets
         else:
-            for i, (group, layer, k_new) in enumerate(zip(self.rewired_groups, self.layers, targets)):
+            for i, (layer, k_new) in enumerate(zip(self.layers, targets)):
                 if k_new > layer.k:
                     new = sample_dormant(layer.theta.view(-1), k_new - layer.k,
                                          layer.n_positions - layer.k, self.generator)
@@ -462,11 +462,11 @@ class SoftDeepR(_RewiringOptimizer):
         if target_connectivity is None:
             target_connectivity = [layer.connectivity for layer in self.layers]
         self._set_targets(theta_min, target_connectivity)
+        self._masks: dict[int, tuple] = {}  # id(layer) -> (theta >= 0, theta version, id(active_idx))
 
     def _mask(self, layer: Rewired) -> torch.Tensor:
         """theta >= 0 as of the end of the last step, kept unless something else wrote theta."""
-        masks = self.__dict__.setdefault("_masks", {})
-        cached = masks.get(id(layer))
+        cached = self._masks.get(id(layer))
         if cached is not None and cached[1] == layer.theta._version and cached[2] == id(layer.active_idx):
             return cached[0]
         return layer.theta.view(-1) >= 0
@@ -503,13 +503,13 @@ class SoftDeepR(_RewiringOptimizer):
             for g in self.rewired_groups:
                 g.update({k: v for k, v in hyper.items() if k in ("alpha", "temperature")})
             self._set_targets(theta_min, target_connectivity)
+            if hyper:
+                super().set(**hyper)
         except ValueError:
             for g, b in zip(self.param_groups, backup):
                 g.clear()
                 g.update(b)
             raise
-        if hyper:
-            super().set(**hyper)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -521,6 +521,8 @@ class SoftDeepR(_RewiringOptimizer):
                 loss = closure()
         # gradient and L1 of the active connections first (O(K)), so that a bad gradient is
         # refused before anything changes
+        if any(gr["gradient"] != "sgd" for gr in self.rewired_groups):  # these write state
+            self._assert_finite([l.weight.grad for l in self.layers if l.weight.grad is not None])
         deltas = []
         for group, layer in zip(self.rewired_groups, self.layers):
             idx, lr = layer.active_idx, group["lr"]
@@ -532,8 +534,7 @@ class SoftDeepR(_RewiringOptimizer):
                 deltas.append(torch.full(idx.shape, lr * group["alpha"], device=idx.device,
                                          dtype=layer.theta.dtype))
         if self.check_finite and not math.isfinite(torch.stack([d.sum() for d in deltas]).sum()):
-            raise FloatingPointError("a gradient contains NaN or inf; the step was not taken "
-                                     "and the parameters are unchanged")
+            raise _nonfinite_gradient()
         self.step_count += 1
         self._step_dense_params()
         events = []

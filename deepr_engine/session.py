@@ -196,8 +196,7 @@ class TrainingSession:
                 opt_changes["connectivity"] = new_cfg.layer_connectivity()
             self.optimizer.set(**opt_changes)
             if ks is not None or "connectivity" in changes:
-                self.telemetry.record_step(self.step_count, self.last["loss"], self.last["train_acc"],
-                                           self.layers, self.optimizer.last_events)
+                self.telemetry.record_rewiring(self.step_count, self.layers, self.optimizer.last_events)
         self.config = new_cfg.replace(lr=self.config.lr)  # config keeps the starting lr
         self.lr = lr
         if "batch_size" in changes:

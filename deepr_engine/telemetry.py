@@ -110,6 +110,11 @@ class Telemetry:
     def record_step(self, step: int, loss: float, acc: float, layers, events) -> None:
         self.series["loss"].add(step, loss)
         self.series["train_acc"].add(step, acc)
+        self.record_rewiring(step, layers, events)
+
+    def record_rewiring(self, step: int, layers, events) -> None:
+        """Pruned / activated counts, lifetimes, ever-active and tracked walks (also called on
+        its own for a live change of K, which rewires without a training step)."""
         pruned, activated = [], []
         for i, (layer, ev) in enumerate(zip(layers, events)):
             p, a = ev["pruned"], ev["activated"]

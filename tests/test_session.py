@@ -286,3 +286,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, needle, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err and "Traceback" not in err
+
+
+def test_a_k_change_records_rewiring_but_no_metrics_point():
+    s = TrainingSession(small())
+    s.set_hyperparams(k=[100, 50, 40])  # before any step: no loss exists yet
+    assert len(s.telemetry.series["loss"]) == 0
+    _, pruned = s.telemetry.pruned.arrays()
+    assert pruned.sum() == (410 - 100) + (154 - 50) + (80 - 40)
+    s.step(20)
+    assert np.isfinite(s.telemetry.series["loss"].arrays()[1]).all()

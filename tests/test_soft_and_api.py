@@ -180,3 +180,30 @@ def test_a_small_sparse_network_learns_digits():
     acc = (model(xte).argmax(1) == yte).float().mean().item()
     assert sum(l.k for l in rewired_layers(model)) == round(0.15 * 6400) + round(0.15 * 1000)
     assert acc > 0.85, acc
+
+
+@pytest.mark.parametrize("cls", [DeepR, SoftDeepR])
+def test_nan_gradient_with_adam_leaves_optimizer_state_unchanged(cls):
+    model, opt, (x, y) = _run(6, 20, cls, gradient="adam")
+    state = copy.deepcopy(opt.state_dict())
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    l0 = rewired_layers(model)[0]
+    l0.weight.grad.view(-1)[l0.active_idx[0]] = float("nan")
+    with pytest.raises(FloatingPointError):
+        opt.step()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, params[k]), k
+    for pid, st in opt.state_dict()["state"].items():
+        for name, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(state["state"][pid][name])), name
+
+
+def test_soft_set_with_an_unknown_key_changes_nothing():
+    soft = SoftDeepR(mlp((20, 30, 10), connectivity=0.2), lr=0.1, alpha=1e-3, temperature=1e-4)
+    groups = copy.deepcopy(soft.param_groups)
+    with pytest.raises(ValueError, match="unknown"):
+        soft.set(theta_min=-0.3, temperature=2e-4, nonsense=1)
+    assert [{k: v for k, v in g.items() if k != "params"} for g in soft.param_groups] == \
+           [{k: v for k, v in g.items() if k != "params"} for g in groups]
