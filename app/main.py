@@ -4,9 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
-import streamlit as st  # noqa: E402
+# Streamlit runs this file as __main__; training processes (deepr_engine.background) re-import
+# it as __mp_main__ and must not draw a page.
+if __name__ == "__main__":
+    import streamlit as st
 
-from app import dashboard  # noqa: E402
+    from app import dashboard
 
-st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
-dashboard.render()
+    st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
+    dashboard.render()

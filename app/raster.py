@@ -89,3 +89,57 @@ def walks_png(tel, colors: list[str], size=(700, 300), theta_min=None) -> Image.
             curves.append((steps, np.where(th >= 0, th, np.nan), col, 2))
     hl = (0.0,) + tuple(sorted(set(theta_min or [])))
     return line_chart(curves, size, None, "θ random walks (grey: dormant)", hlines=hl)
+
+
+def _layer_curves(series, colors: list[str], width: int) -> list:
+    steps, vals = series.arrays()
+    return [(steps, vals[:, i], _hex(colors[i % len(colors)]), width)
+            for i in range(vals.shape[1] if vals.ndim == 2 else 0)]
+
+
+def transitions_png(tel, colors: list[str], size=(560, 280)) -> Image.Image:
+    curves = _layer_curves(tel.pruned, colors, 2) + _layer_curves(tel.activated, colors, 1)
+    return line_chart(curves, size, None, "pruned (thick) / activated (thin) per step, per layer")
+
+
+def ever_active_png(tel, colors: list[str], size=(560, 280)) -> Image.Image:
+    return line_chart(_layer_curves(tel.ever_active_frac, colors, 2), size, (0, 1.02),
+                      "fraction of positions ever active, per layer")
+
+
+def tracked_raster_png(tel, size=(560, 280)) -> Image.Image:
+    """Rows: tracked connections; columns: time; dark = active."""
+    _, walks = tel.tracked_theta.arrays()
+    if walks.size == 0:
+        return line_chart([], size)
+    shade = np.where(walks.T >= 0, 40, 235).astype(np.uint8)
+    img = Image.fromarray(shade, "L").resize((size[0] - 20, size[1] - 30), Image.NEAREST).convert("RGB")
+    out = Image.new("RGB", size, "white")
+    out.paste(img, (10, 24))
+    ImageDraw.Draw(out).text((14, 4), "tracked set over time (dark: active)", fill=(30, 30, 30))
+    return out
+
+
+def lifetime_png(tel, colors: list[str], size=(560, 280)) -> Image.Image:
+    """Grouped bars, log10(1 + count), of how long connections stayed active (log2 bins)."""
+    W, H = size
+    counts = np.log10(1 + np.asarray(tel.lifetimes, dtype=float))
+    img = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(img)
+    d.text((10, 4), "lifetimes: log10(1 + count) per log2 bin of steps active", fill=(30, 30, 30))
+    used = np.flatnonzero(counts.sum(0))
+    if used.size == 0:
+        d.text((10, H // 2), "no connection pruned yet", fill=(120, 120, 120))
+        return img
+    n_bins, n_layers = used[-1] + 1, counts.shape[0]
+    top, bottom, left = 24, H - 20, 10
+    slot = (W - 2 * left) / n_bins
+    peak = counts.max()
+    for b in range(n_bins):
+        for i in range(n_layers):
+            x = left + b * slot + i * slot * 0.8 / n_layers
+            h = (bottom - top) * counts[i, b] / peak
+            d.rectangle([x, bottom - h, x + slot * 0.8 / n_layers - 1, bottom],
+                        fill=_hex(colors[i % len(colors)]))
+        d.text((left + b * slot, bottom + 4), "0" if b == 0 else f"{2 ** (b - 1)}", fill=(90, 90, 90))
+    return img

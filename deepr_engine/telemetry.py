@@ -53,6 +53,16 @@ class Downsampled:
     def __len__(self) -> int:
         return len(self.steps)
 
+    # Pickled as two arrays, not a list of small ones (frames cross a process pipe 4 times/s).
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "steps": np.asarray(self.steps, dtype=np.int64),
+                "values": np.stack(self.values) if self.values else None}
+
+    def __setstate__(self, state: dict) -> None:
+        values = state.pop("values")
+        self.__dict__.update(state, steps=state["steps"].tolist(),
+                             values=[] if values is None else list(values))
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         steps = np.asarray(self.steps, dtype=np.int64)
         if not self.values:

@@ -22,17 +22,18 @@ def app(query: dict | None = None) -> AppTest:
     return at
 
 
-def session(at):
-    return at.session_state["runner"].session
+def frame(at):
+    """The tab's run as the page sees it (the run itself lives in its own process)."""
+    return at.session_state["run"].frame()
 
 
 def test_step_buttons_advance_the_counter():
     at = app()
-    assert session(at).step_count == 0
+    assert frame(at).step == 0
     at.button(key="step10").click().run()
-    assert session(at).step_count == 10
+    assert frame(at).step == 10
     at.button(key="step1").click().run()
-    assert session(at).step_count == 11
+    assert frame(at).step == 11
     assert "Step" in [m.label for m in at.metric]
 
 
@@ -43,37 +44,37 @@ def test_live_sliders_change_the_sessions_hyperparameters_without_reset():
     at.select_slider(key=f"T{gen}").set_value(1e-4).run()
     at.select_slider(key=f"alpha{gen}").set_value(3e-3).run()
     at.slider(key=f"conn0_{gen}").set_value(0.1).run()
-    s = session(at)
-    assert s.step_count == 10  # no reset
-    assert s.optimizer.rewired_groups[0]["temperature"] == 1e-4
-    assert s.optimizer.rewired_groups[0]["alpha"] == 3e-3
-    assert s.layers[0].k == round(0.1 * s.layers[0].n_positions)
-    assert {c[1] for c in s.telemetry.changes} >= {"temperature", "alpha", "k"}
+    f = frame(at)
+    assert f.step == 10  # no reset
+    assert f.hyperparams["temperature"] == 1e-4
+    assert f.hyperparams["alpha"] == 3e-3
+    assert f.layers[0]["k"] == round(0.1 * f.layers[0]["n_positions"])
+    assert {c[1] for c in f.telemetry.changes} >= {"temperature", "alpha", "k"}
     assert at.query_params["T"] == ["0.0001"] or at.query_params["T"] == "0.0001"
 
 
 def test_bad_typed_k_shows_an_error_and_the_run_keeps_its_settings():
     at = app()
     gen = at.session_state["gen"]
-    ks = [l.k for l in session(at).layers]
+    ks = frame(at).hyperparams["k"]
     at.text_input(key=f"ktext{gen}").input("5,nope,3").run()
     assert any("K" in e.value for e in at.error)
     at.text_input(key=f"ktext{gen}").input("999999,1,1").run()
     assert any("k[0]" in e.value for e in at.error)
-    assert [l.k for l in session(at).layers] == ks
+    assert frame(at).hyperparams["k"] == ks
     at.text_input(key=f"ktext{gen}").input("100,50,40").run()
-    assert [l.k for l in session(at).layers] == [100, 50, 40]
+    assert frame(at).hyperparams["k"] == [100, 50, 40]
 
 
 def test_url_parameters_set_up_the_run_and_round_trip():
     at = app({"preset": "spiral-demo", "lr": "0.2", "T": "1e-05", "hidden": "8,8", "seed": "3"})
-    s = session(at)
-    assert s.config.dataset == "spiral" and s.config.hidden == [8, 8] and s.config.seed == 3
-    assert s.hyperparams()["lr"] == 0.2 and s.hyperparams()["temperature"] == 1e-5
+    f = frame(at)
+    assert f.config.dataset == "spiral" and f.config.hidden == [8, 8] and f.config.seed == 3
+    assert f.hyperparams["lr"] == 0.2 and f.hyperparams["temperature"] == 1e-5
     q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
     cfg, ui = from_query(q)
     assert not ui.errors
-    assert cfg.to_dict() == s.config.replace(lr=0.2, temperature=1e-5).to_dict() | {
+    assert cfg.to_dict() == f.config.replace(lr=0.2, temperature=1e-5).to_dict() | {
         "connectivity": cfg.connectivity, "eval_every": cfg.eval_every, "steps": cfg.steps}
 
 
@@ -81,7 +82,7 @@ def test_bad_url_values_show_errors_and_fall_back():
     at = app({"lr": "-3", "preset": "nope", "T": "abc"})
     msgs = " ".join(e.value for e in at.error)
     assert "lr" in msgs and "preset" in msgs and "T" in msgs
-    assert session(at).config.dataset == "digits"
+    assert frame(at).config.dataset == "digits"
 
 
 def test_url_round_trip_pure():
@@ -94,7 +95,7 @@ def test_url_round_trip_pure():
 def test_algorithm_switch_starts_a_soft_deepr_run():
     at = app()
     at.radio(key="algorithm").set_value("soft-deepr").run()
-    assert session(at).config.algorithm == "soft-deepr"
+    assert frame(at).config.algorithm == "soft-deepr"
     assert at.session_state["gen"] == 2
 
 

@@ -1,0 +1,333 @@
+"""BackgroundSession: a TrainingSession in its own process, steered over a pipe.
+
+A web server that trains in a thread shares one interpreter lock with its drawing, so training
+slows to a crawl while a page is live. Here the session lives in a child process (one per run):
+it steps while playing and answers requests between chunks of `steps_per_frame` steps.
+
+Lifetime: every request counts as a heartbeat. A child that hears nothing for `idle_timeout`
+seconds (its browser tab is gone, or hidden and throttled) writes its state to a parking
+checkpoint and exits; the next request from the owner starts a new child from that checkpoint,
+so nothing is lost. Closing the owner (or its garbage collection, or the owner's process
+dying) ends the child at once. The pipe carries only our own messages; user files are never
+unpickled (checkpoints are safetensors, see checkpoint.py).
+"""
+from __future__ import annotations
+
+import copy
+import multiprocessing as mp
+import os
+import tempfile
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import RunConfig
+
+PARK_DIR = Path(tempfile.gettempdir()) / "deepr-studio-parked"
+PARK_MAX_AGE_S = 24 * 3600
+_ERRORS = {"ValueError": ValueError, "FileNotFoundError": FileNotFoundError}
+
+
+@dataclass
+class Frame:
+    """What a live view draws, detached from the run: plain numbers and numpy arrays."""
+    step: int
+    metrics: dict
+    steps_per_second: float
+    playing: bool
+    paused_reason: str | None
+    hyperparams: dict
+    layers: list[dict]           # shape, k, n_positions, connectivity, pruned, activated, active, weight
+    telemetry: object            # a Telemetry without its per-position tensors
+    config: RunConfig            # the current settings (live changes included)
+    dead_units: list[int] = field(default_factory=list)
+
+
+@dataclass
+class RunInfo:
+    """What does not change during a run (sent once when the child is ready)."""
+    config: RunConfig
+    n_features: int
+    n_classes: int
+    image_shape: tuple | None
+    is_2d: bool
+    device: str
+    points: tuple | None         # (x, y) training points of 2-D data, for the decision boundary
+
+
+# -- the child ----------------------------------------------------------------------------------
+def _frame(session, playing: bool) -> Frame:
+    """Compact: per layer only the active positions and their weights go over the pipe."""
+    snap = session.snapshot(weights=True)
+    layers = []
+    for entry, layer in zip(snap["layers"], session.layers):
+        pos = np.flatnonzero(entry["active"]).astype(np.int32)
+        layers.append({"shape": entry["shape"], "k": entry["k"], "n_positions": entry["n_positions"],
+                       "connectivity": layer.connectivity, "pruned": entry["pruned"],
+                       "activated": entry["activated"], "active_pos": pos,
+                       "active_weight": entry["weight"].reshape(-1)[pos]})
+    tel = copy.copy(session.telemetry)
+    tel.ever_active, tel.born = [], []  # per-position tensors stay in the child
+    return Frame(step=session.step_count, metrics=dict(session.last),
+                 steps_per_second=session.steps_per_second, playing=playing,
+                 paused_reason=session.paused_reason, hyperparams=session.hyperparams(),
+                 layers=layers, telemetry=tel, config=session.config, dead_units=session.dead_units())
+
+
+def _info(session) -> RunInfo:
+    d = session.data
+    points = (d.x_train.cpu().numpy(), d.y_train.cpu().numpy()) if d.is_2d else None
+    return RunInfo(config=session.config, n_features=d.n_features, n_classes=d.n_classes,
+                   image_shape=d.image_shape, is_2d=d.is_2d, device=session.device.type, points=points)
+
+
+def _serve(conn, source, options: dict) -> None:
+    """Child main loop: build the session, then alternate between requests and steps."""
+    import torch
+
+    from . import checkpoint
+    from .session import TrainingSession
+
+    torch.set_num_threads(options["threads"])
+    try:
+        session = checkpoint.load(source) if isinstance(source, bytes) else TrainingSession(source)
+    except Exception as exc:  # reported to the owner, who raises it
+        conn.send(("error", type(exc).__name__, str(exc)))
+        return
+    conn.send(("ok", _info(session)))
+    spf, max_rate = options["steps_per_frame"], options["max_steps_per_second"]
+    playing, last_seen, idle = options.get("playing", False), time.monotonic(), options["idle_timeout"]
+
+    def handle(op, args, kw):
+        nonlocal playing, spf, max_rate
+        if op == "frame":
+            return _frame(session, playing)
+        if op == "play":
+            playing = session.paused_reason is None
+            return playing
+        if op == "pause":
+            playing = False
+            return None
+        if op == "speed":
+            spf, max_rate = int(kw["steps_per_frame"]), float(kw["max_steps_per_second"])
+            return None
+        if op == "checkpoint":
+            return checkpoint.to_bytes(session)
+        if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid",
+                  "metrics_csv", "hyperparams", "snapshot", "evaluate"):
+            return getattr(session, op)(*args, **kw)
+        raise ValueError(f"unknown request {op!r}")
+
+    while True:
+        if conn.poll(0 if playing else 0.5):
+            try:
+                op, args, kw = conn.recv()
+            except (EOFError, OSError):
+                return  # the owner is gone
+            last_seen = time.monotonic()
+            if op == "close":
+                return
+            try:
+                conn.send(("ok", handle(op, args, kw)))
+            except Exception as exc:
+                conn.send(("error", type(exc).__name__, str(exc)))
+            continue
+        if time.monotonic() - last_seen > idle:
+            _park(session, options["park_path"])
+            return
+        if playing:
+            t0 = time.perf_counter()
+            n = session.step(spf)
+            if n < spf or session.paused_reason:
+                playing = False
+            elif max_rate > 0:
+                time.sleep(max(0.0, n / max_rate - (time.perf_counter() - t0)))
+
+
+def _park(session, path: str) -> None:
+    from . import checkpoint
+    checkpoint.save(session, path)
+
+
+def _clean_parking(now: float) -> None:
+    """Parking files of tabs that never came back are removed after a day."""
+    if not PARK_DIR.is_dir():
+        return
+    for p in PARK_DIR.glob("*.safetensors"):
+        try:
+            if now - p.stat().st_mtime > PARK_MAX_AGE_S:
+                p.unlink()
+        except OSError:
+            pass
+
+
+def _context():
+    """forkserver: children start from a server that already imported torch and the engine
+    (fast), and never from a copy of the multi-threaded web server (safe)."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["deepr_engine.session", "deepr_engine.checkpoint"])
+    return ctx
+
+
+def _close(conn, process, park_path: str) -> None:
+    try:
+        conn.send(("close", (), {}))
+    except (OSError, ValueError):
+        pass
+    conn.close()
+    process.join(2.0)
+    if process.is_alive():
+        process.kill()
+    try:
+        os.unlink(park_path)
+    except OSError:
+        pass
+
+
+# -- the owner ----------------------------------------------------------------------------------
+class BackgroundSession:
+    """Owner side: the same verbs as TrainingSession (step, set_hyperparams, resume, track,
+    predict_grid, metrics_csv, ...) plus play/pause, frame() for drawing and checkpoint()."""
+
+    def __init__(self, source: RunConfig | dict | str | bytes = "digits-demo", *, steps_per_frame: int = 10,
+                 max_steps_per_second: float = 0.0, idle_timeout: float = 30.0, threads: int = 1,
+                 start_timeout: float = 180.0):
+        if isinstance(source, str):
+            from .config import preset
+            source = preset(source)
+        elif isinstance(source, dict):
+            source = RunConfig.from_dict(source)
+        self.options = {"steps_per_frame": int(steps_per_frame), "idle_timeout": float(idle_timeout),
+                        "max_steps_per_second": float(max_steps_per_second), "threads": int(threads)}
+        PARK_DIR.mkdir(parents=True, exist_ok=True)
+        _clean_parking(time.time())
+        self.park_path = str(PARK_DIR / f"{uuid.uuid4().hex}.safetensors")
+        self.start_timeout = start_timeout
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._start(source)
+
+    def _start(self, source, playing: bool = False) -> None:
+        ctx = _context()
+        ours, theirs = ctx.Pipe()
+        opts = {**self.options, "park_path": self.park_path, "playing": playing}
+        self.process = ctx.Process(target=_serve, args=(theirs, source, opts), daemon=True,
+                                   name="deepr-session")
+        self.process.start()
+        theirs.close()
+        self._conn = ours
+        self._finalizer = weakref.finalize(self, _close, ours, self.process, self.park_path)
+        if not ours.poll(self.start_timeout):
+            self.close()
+            raise RuntimeError(f"the training process did not start within {self.start_timeout:.0f} s")
+        self.info: RunInfo = self._answer()
+
+    def _answer(self):
+        try:
+            reply = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise RuntimeError(f"the training process ended unexpectedly (exit code "
+                               f"{self.process.exitcode})") from exc
+        if reply[0] == "error":
+            raise _ERRORS.get(reply[1], RuntimeError)(reply[2])
+        return reply[1]
+
+    def _revive_if_parked(self) -> None:
+        if self.process.is_alive() or not os.path.exists(self.park_path):
+            return
+        data = Path(self.park_path).read_bytes()
+        self._finalizer()  # closes the old pipe and removes the parking file
+        try:
+            self._start(data)
+        except Exception:
+            Path(self.park_path).write_bytes(data)  # keep the parked run for another try
+            raise
+        self.restarts += 1
+
+    def _call(self, op: str, *args, **kw):
+        with self._lock:
+            self._revive_if_parked()
+            try:
+                self._conn.send((op, args, kw))
+            except (OSError, ValueError) as exc:
+                raise RuntimeError("the training process has ended") from exc
+            return self._answer()
+
+    # -- control --------------------------------------------------------------------------------
+    def play(self) -> bool:
+        return self._call("play")
+
+    def pause(self) -> None:
+        self._call("pause")
+
+    def set_speed(self, steps_per_frame: int, max_steps_per_second: float) -> None:
+        if (steps_per_frame, max_steps_per_second) != (self.options["steps_per_frame"],
+                                                       self.options["max_steps_per_second"]):
+            self.options.update(steps_per_frame=int(steps_per_frame),
+                                max_steps_per_second=float(max_steps_per_second))
+            self._call("speed", steps_per_frame=steps_per_frame, max_steps_per_second=max_steps_per_second)
+
+    def heartbeat(self) -> None:
+        self._call("hyperparams")
+
+    # -- the session's verbs ------------------------------------------------------------------
+    def frame(self) -> Frame:
+        """The run now, for drawing; each layer also gets dense `active` and `weight` arrays."""
+        f = self._call("frame")
+        for layer in f.layers:
+            n = int(np.prod(layer["shape"]))
+            layer["active"] = np.zeros(n, dtype=bool)
+            layer["active"][layer["active_pos"]] = True
+            layer["weight"] = np.zeros(n, dtype=layer["active_weight"].dtype)
+            layer["weight"][layer["active_pos"]] = layer["active_weight"]
+        return f
+
+    def step(self, n: int = 1) -> int:
+        return self._call("step", n)
+
+    def set_hyperparams(self, **changes) -> None:
+        self._call("set_hyperparams", **changes)
+
+    def hyperparams(self) -> dict:
+        return self._call("hyperparams")
+
+    def resume(self) -> None:
+        self._call("resume")
+
+    def track(self, layer_index, positions) -> None:
+        self._call("track", list(map(int, layer_index)), list(map(int, positions)))
+
+    def track_default(self, n: int = 24) -> None:
+        self._call("track_default", n)
+
+    def snapshot(self) -> dict:
+        return self._call("snapshot")
+
+    def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return self._call("predict_grid", xs, ys)
+
+    def metrics_csv(self) -> str:
+        return self._call("metrics_csv")
+
+    def checkpoint(self) -> bytes:
+        """The run as checkpoint bytes (checkpoint.py's safetensors format)."""
+        return self._call("checkpoint")
+
+    @property
+    def config(self) -> RunConfig:
+        return self.info.config
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def close(self) -> None:
+        self._finalizer()
