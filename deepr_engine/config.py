@@ -8,7 +8,10 @@ from dataclasses import dataclass, field, fields
 from . import validate
 from .data import DATASETS
 
-ALGORITHMS = ("deepr", "soft-deepr")
+ALGORITHMS = ("deepr", "soft-deepr", "dense", "static", "set", "rigl", "magnitude", "l1")
+ALGORITHM_NAMES = {"deepr": "Deep R", "soft-deepr": "soft-Deep R", "dense": "Dense",
+                   "static": "Static sparse", "set": "SET", "rigl": "RigL",
+                   "magnitude": "Magnitude pruning", "l1": "L1 shrinkage"}
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 MODEL_KINDS = ("mlp", "conv")
 
@@ -27,6 +30,7 @@ class RunConfig:
     activation: str = "relu"
     bias: bool = True
     connectivity: list[float] = field(default_factory=lambda: [0.15, 0.3, 0.5])
+    distribution: str = "uniform"   # one connectivity value over all layers: uniform or erk
     # algorithm
     algorithm: str = "deepr"
     lr: float = 0.05
@@ -38,6 +42,13 @@ class RunConfig:
     global_k: bool = False
     gradient: str = "sgd"
     batch_size: int = 32
+    # the comparison methods (baselines.py)
+    update_every: int = 100         # SET / RigL: steps between mask updates
+    drop_fraction: float = 0.3      # SET / RigL: fraction dropped and regrown per update
+    t_end: int = 0                  # RigL: last update step (0 = 3/4 of steps)
+    prune_at: int = 0               # magnitude pruning: first pruning step (0 = half of steps)
+    prune_events: int = 1           # magnitude pruning: iterative pruning in this many steps
+    l1_threshold: float = 0.0       # L1 shrinkage: |w| at or below this is removed
     # run
     seed: int = 0
     eval_every: int = 100
@@ -60,7 +71,14 @@ class RunConfig:
                              f"({n_layers}), got {self.connectivity!r}")
         for i, c in enumerate(self.connectivity):
             validate.finite(f"connectivity[{i}]", c, low=0.0, high=1.0, low_open=True)
+        validate.choice("distribution", self.distribution, ("uniform", "erk"))
         validate.choice("algorithm", self.algorithm, ALGORITHMS)
+        validate.integer("update_every", self.update_every, low=1, high=10**9)
+        validate.finite("drop_fraction", self.drop_fraction, low=0.0, high=1.0)
+        validate.integer("t_end", self.t_end, low=0, high=10**12)
+        validate.integer("prune_at", self.prune_at, low=0, high=10**12)
+        validate.integer("prune_events", self.prune_events, low=1, high=1000)
+        validate.finite("l1_threshold", self.l1_threshold, low=0.0)
         validate.finite("lr", self.lr, low=0.0, high=100.0, low_open=True)
         validate.finite("lr_decay", self.lr_decay, low=0.0, high=1.0, low_open=True)
         validate.finite("alpha", self.alpha, low=0.0, high=100.0)
@@ -84,9 +102,18 @@ class RunConfig:
     def n_rewired_layers(self) -> int:
         return len(self.hidden) + 1 + (2 if self.model == "conv" else 0)
 
-    def layer_connectivity(self) -> list[float]:
+    def layer_connectivity(self, shapes=None) -> list[float]:
+        """Per rewired layer; one value is spread by `distribution` (erk needs the weight
+        shapes)."""
         c = list(self.connectivity)
-        return c * self.n_rewired_layers if len(c) == 1 else c
+        if len(c) > 1:
+            return c
+        if self.distribution == "erk":
+            if shapes is None:
+                raise ValueError("distribution 'erk' needs the layers' weight shapes")
+            from .layers import distribute_connectivity
+            return distribute_connectivity(shapes, c[0], "erk")
+        return c * self.n_rewired_layers
 
     def effective_temperature(self, lr: float | None = None) -> float:
         lr = self.lr if lr is None else lr

@@ -33,7 +33,8 @@ def build_model(cfg: RunConfig, n_in: int, n_out: int,
                 image_shape: tuple[int, int] | None = None) -> nn.Sequential:
     """The config's network with every Linear/Conv2d rewired at its connectivity (seeded)."""
     model = dense_model(cfg, n_in, n_out, image_shape)
-    return sparsify(model, connectivity=cfg.layer_connectivity(), seed=cfg.seed)
+    shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return sparsify(model, connectivity=cfg.layer_connectivity(shapes), seed=cfg.seed)
 
 
 def layer_sizes(cfg: RunConfig, n_in: int, n_out: int) -> list[int]:

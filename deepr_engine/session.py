@@ -21,15 +21,36 @@ from .data import Batcher, Dataset, load_dataset
 from .device import auto_device
 from .layers import Rewired, _resolve_k, rewired_layers
 from .models import build_model
+from .baselines import SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse
 from .optim import DeepR, SoftDeepR
 from .telemetry import Telemetry
 
+BASELINES = {"dense": Dense, "static": StaticSparse, "set": SET, "rigl": RigL,
+             "magnitude": MagnitudePruning, "l1": L1Shrinkage}
 LIVE_FIELDS = ("lr", "alpha", "temperature", "noise_scale", "k", "connectivity", "theta_min",
                "batch_size", "eval_every", "lr_decay")
 
 
 def make_optimizer(cfg: RunConfig, model: nn.Module):
+    """The config's optimizer; sparse methods start from the model's current masks."""
     t = cfg.effective_temperature()
+    common = dict(gradient=cfg.gradient, seed=cfg.seed)
+    if cfg.algorithm in BASELINES:
+        kind = BASELINES[cfg.algorithm]
+        extra = {}
+        if cfg.algorithm in ("set", "rigl"):
+            extra = dict(update_every=cfg.update_every, drop_fraction=cfg.drop_fraction)
+        if cfg.algorithm == "rigl":
+            extra["t_end"] = cfg.t_end or max(1, cfg.steps * 3 // 4)
+        if cfg.algorithm == "magnitude":
+            extra = dict(prune_at=cfg.prune_at or cfg.steps // 2, prune_events=cfg.prune_events,
+                         prune_every=cfg.update_every)
+        if cfg.algorithm == "l1":
+            extra = dict(threshold=cfg.l1_threshold)
+        if cfg.algorithm in ("magnitude", "l1"):  # they start dense: K is the target / floor
+            extra["k"] = [l.k for l in rewired_layers(model)]
+        return kind(model, lr=cfg.lr, alpha=cfg.alpha if cfg.algorithm == "l1" else 0.0,
+                    **extra, **common)
     if cfg.algorithm == "soft-deepr":
         return SoftDeepR(model, lr=cfg.lr, alpha=cfg.alpha, temperature=t,
                          theta_min=cfg.theta_min if cfg.theta_min < 0 else None,
@@ -183,17 +204,20 @@ class TrainingSession:
         old = self.hyperparams()
         # all valid: apply
         opt_changes = dict(lr=lr, alpha=new_cfg.alpha, temperature=new_cfg.effective_temperature(lr))
+        if new_cfg.algorithm in BASELINES:  # no noise; L1 only for L1 shrinkage
+            opt_changes = dict(lr=lr) | ({"alpha": new_cfg.alpha} if new_cfg.algorithm == "l1" else {})
+        shapes = [tuple(l.theta.shape) for l in self.layers]
         if isinstance(self.optimizer, SoftDeepR):
             if "theta_min" in changes:
                 opt_changes["theta_min"] = new_cfg.theta_min if new_cfg.theta_min < 0 else None
             if "connectivity" in changes:
-                opt_changes["target_connectivity"] = new_cfg.layer_connectivity()
+                opt_changes["target_connectivity"] = new_cfg.layer_connectivity(shapes)
             self.optimizer.set(**opt_changes)
         else:
             if ks is not None:
                 opt_changes["k"] = ks
             elif "connectivity" in changes:
-                opt_changes["connectivity"] = new_cfg.layer_connectivity()
+                opt_changes["connectivity"] = new_cfg.layer_connectivity(shapes)
             self.optimizer.set(**opt_changes)
             if ks is not None or "connectivity" in changes:
                 self.telemetry.record_rewiring(self.step_count, self.layers, self.optimizer.last_events)

@@ -1,0 +1,277 @@
+"""The methods Deep R is measured against, as optimizers on the same rewired layers.
+
+They train the signed weight w of each active connection directly, so a weight may change
+sign: the layer keeps theta = |w| and sign = sign(w) for active connections (weight =
+sign * relu(theta) still holds) and theta < 0 for inactive ones. Everything else (K, events,
+telemetry, checkpoints, the app) works as for Deep R.
+
+- Dense: every position active, plain training.
+- StaticSparse: the initial random mask, never changed.
+- SET (Mocanu et al. 2018): every `update_every` steps drop the fraction `drop_fraction` of
+  active connections with the smallest |w| and regrow as many uniformly among the inactive
+  positions (not the ones just dropped), new weights 0.
+- RigL (Evci et al. 2020): drop as SET; regrow where |dE/dw| of the dense gradient is
+  largest among positions inactive after the drop; the drop fraction follows
+  drop_fraction/2 * (1 + cos(pi t / t_end)) and updates stop at t_end.
+- MagnitudePruning (Han et al. 2015): train dense, prune the smallest |w| down to K at
+  `prune_at` (or in `prune_events` equal steps, `prune_every` apart), then retrain with the
+  mask fixed.
+- L1Shrinkage: L1 on the weights (soft threshold lr*alpha per step), connections whose |w|
+  falls to `threshold` or below removed for good (never below the floor K given by k= or
+  connectivity=; the smallest go first).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import validate
+from .layers import Rewired
+from .optim import ExactK
+from .rewiring import sample_dormant, smallest
+
+
+class _MaskedTraining(ExactK):
+    """Gradient steps on the signed weights of the active connections; subclasses decide
+    when the set of active connections changes (`_update_mask`)."""
+
+    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *,
+                 k: int | Sequence[int] | None = None,
+                 connectivity: float | Sequence[float] | None = None,
+                 gradient: str = "sgd", momentum: float = 0.9,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 seed: int | None = 0, check_finite: bool = True):
+        super().__init__(model, lr, alpha, 0.0, k=k, connectivity=connectivity,
+                         gradient=gradient, momentum=momentum, betas=betas, eps=eps,
+                         seed=seed, check_finite=check_finite)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """w <- w - lr * direction(dE/dw), then L1 soft threshold |w| <- max(|w| - lr*alpha, 0)
+        on the active connections; then the method's mask update."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = [l.weight.grad.view(-1).index_select(0, l.active_idx) if l.weight.grad is not None
+                 else torch.zeros(l.k, device=l.theta.device, dtype=l.theta.dtype) for l in self.layers]
+        self._assert_finite(grads)
+        self.step_count += 1
+        self._step_dense_params()
+        for group, layer, g in zip(self.rewired_groups, self.layers, grads):
+            idx = layer.active_idx
+            w = layer.weight.view(-1).index_select(0, idx)
+            w.sub_(self._direction(group, layer.weight, g, idx), alpha=group["lr"])
+            if group["alpha"] > 0:
+                w = torch.sign(w) * (w.abs() - group["lr"] * group["alpha"]).clamp_(min=0)
+            _write(layer, idx, w)
+        self.last_events = self._no_events()
+        self._update_mask()
+        return loss
+
+    def _update_mask(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def _drop_and_grow(self, n_per_layer: list[int], grow) -> None:
+        """Per layer: drop the n active connections with the smallest |w|, grow n chosen by
+        grow(layer, n, dropped_slots) -> flat positions; K stays exact."""
+        events = self._no_events()
+        for i, (layer, n) in enumerate(zip(self.layers, n_per_layer)):
+            n = min(n, layer.k, layer.n_positions - layer.k)
+            if n <= 0:
+                continue
+            slots = smallest(layer.theta.view(-1).index_select(0, layer.active_idx), n)
+            new = grow(self, layer, n, slots)
+            gone = self._deactivate(layer, slots)
+            events[i] = {"pruned": gone, "activated": self._activate(layer, new)}
+        for group, layer in zip(self.rewired_groups, self.layers):
+            group["k"] = layer.k
+        self.last_events = events
+
+    @torch.no_grad()
+    def _densify(self) -> None:
+        """Make every position active with its initial weight (the layers keep the reference
+        initialisation's magnitude in the theta of dormant positions)."""
+        for layer in self.layers:
+            layer.theta.abs_()
+            layer.sync_weight()
+        self.total_k = sum(layer.k for layer in self.layers)
+        for group, layer in zip(self.rewired_groups, self.layers):
+            group["k"] = layer.k
+
+
+def _write(layer: Rewired, idx: torch.Tensor, w: torch.Tensor) -> None:
+    """Store signed weights w at the active positions idx: theta = |w|, sign = sign(w) (kept
+    where w is 0), weight = w."""
+    sign = layer.sign.view(-1)
+    old = sign.index_select(0, idx)
+    sign.index_copy_(0, idx, torch.where(w > 0, 1.0, torch.where(w < 0, -1.0, old)).to(sign.dtype))
+    layer.theta.view(-1).index_copy_(0, idx, w.abs())
+    layer.weight.view(-1).index_copy_(0, idx, w)
+
+
+def _grow_uniform(opt: _MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+    # sampled before the drop: the connections about to be dropped are still active, so
+    # they cannot be chosen again
+    return sample_dormant(layer.theta.view(-1), n, layer.n_positions - layer.k, opt.generator)
+
+
+def _grow_by_gradient(opt: _MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+    if layer.weight.grad is None:
+        score = torch.zeros(layer.n_positions, device=layer.theta.device)
+    else:
+        score = layer.weight.grad.view(-1).abs()  # a new tensor
+    staying = torch.ones(layer.k, dtype=torch.bool, device=slots.device)
+    staying[slots] = False
+    score[layer.active_idx[staying]] = -1.0  # connections that stay active cannot grow
+    return torch.topk(score, n).indices
+
+
+class Dense(_MaskedTraining):
+    """No sparsity: every position is active and trained (a reference for the others)."""
+
+    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, **kw):
+        super().__init__(model, lr, alpha, **kw)
+        self._densify()
+
+    def _k_targets(self, k, connectivity):
+        raise ValueError("k/connectivity: Dense keeps every connection; choose a sparse method")
+
+
+class StaticSparse(_MaskedTraining):
+    """A random fixed mask (the layers' initial one, or k=/connectivity=); no rewiring."""
+
+
+class SET(_MaskedTraining):
+    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, update_every: int = 100,
+                 drop_fraction: float = 0.3, **kw):
+        super().__init__(model, lr, alpha, **kw)
+        self.update_every = validate.integer("update_every", update_every, low=1, high=10**9)
+        self.drop_fraction = validate.finite("drop_fraction", drop_fraction, low=0.0, high=1.0)
+
+    def _update_mask(self) -> None:
+        if self.step_count % self.update_every == 0:
+            self._drop_and_grow([round(self.drop_fraction * l.k) for l in self.layers], _grow_uniform)
+
+
+class RigL(_MaskedTraining):
+    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, update_every: int = 100,
+                 drop_fraction: float = 0.3, t_end: int = 10_000, **kw):
+        super().__init__(model, lr, alpha, **kw)
+        self.update_every = validate.integer("update_every", update_every, low=1, high=10**9)
+        self.drop_fraction = validate.finite("drop_fraction", drop_fraction, low=0.0, high=1.0)
+        self.t_end = validate.integer("t_end", t_end, low=1, high=10**12)
+
+    def fraction_at(self, t: int) -> float:
+        """Cosine annealing of the drop fraction (Evci et al. 2020), 0 from t_end on."""
+        if t >= self.t_end:
+            return 0.0
+        return self.drop_fraction / 2 * (1 + math.cos(math.pi * t / self.t_end))
+
+    def _update_mask(self) -> None:
+        t = self.step_count
+        if t % self.update_every == 0 and t < self.t_end:
+            f = self.fraction_at(t)
+            self._drop_and_grow([round(f * l.k) for l in self.layers], _grow_by_gradient)
+
+
+class MagnitudePruning(_MaskedTraining):
+    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, prune_at: int = 1000,
+                 prune_events: int = 1, prune_every: int = 100,
+                 k: int | Sequence[int] | None = None,
+                 connectivity: float | Sequence[float] | None = None, **kw):
+        super().__init__(model, lr, alpha, **kw)
+        self.prune_at = validate.integer("prune_at", prune_at, low=0, high=10**12)
+        self.prune_events = validate.integer("prune_events", prune_events, low=1, high=1000)
+        self.prune_every = validate.integer("prune_every", prune_every, low=1, high=10**9)
+        # the target: the layers' K now, unless given
+        self.target_k = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) \
+            else [l.k for l in self.layers]
+        self._densify()
+
+    def set(self, *, k=None, connectivity=None, **hyper) -> None:
+        """Before the last pruning a K change moves the target; after it, it applies now."""
+        if k is None and connectivity is None:
+            return super().set(**hyper)
+        targets = self._k_targets(k, connectivity)
+        if self.step_count >= self._last_event():
+            super().set(k=k, connectivity=connectivity, **hyper)
+        else:
+            super().set(**hyper)
+            self.last_events = self._no_events()
+        self.target_k = targets
+
+    def _last_event(self) -> int:
+        return self.prune_at + (self.prune_events - 1) * self.prune_every
+
+    @torch.no_grad()
+    def _update_mask(self) -> None:
+        t = self.step_count - self.prune_at
+        if t < 0 or t % self.prune_every or t // self.prune_every >= self.prune_events:
+            return
+        j = t // self.prune_every + 1  # this is pruning event j of prune_events
+        want = [n - (n - k) * j // self.prune_events for n, k in
+                zip((l.n_positions for l in self.layers), self.target_k)]
+        events = self._no_events()
+        for i, (layer, k_new) in enumerate(zip(self.layers, want)):
+            if k_new < layer.k:
+                th = layer.theta.view(-1).index_select(0, layer.active_idx)
+                events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
+        for group, layer in zip(self.rewired_groups, self.layers):
+            group["k"] = layer.k
+        self.total_k = sum(l.k for l in self.layers)
+        self.last_events = events
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"target_k": list(self.target_k)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        self.target_k = [int(k) for k in state_dict.pop("target_k", self.target_k)]
+        super().load_state_dict(state_dict)
+
+
+class L1Shrinkage(_MaskedTraining):
+    def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,
+                 k: int | Sequence[int] | None = None,
+                 connectivity: float | Sequence[float] | None = None, **kw):
+        super().__init__(model, lr, alpha, **kw)
+        self.threshold = validate.finite("threshold", threshold, low=0.0)
+        self.floor_k = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) \
+            else [1] * len(self.layers)
+        self._densify()
+
+    def set(self, *, k=None, connectivity=None, **hyper) -> None:
+        """A K change moves the floor (connections already removed stay removed)."""
+        if k is not None or connectivity is not None:
+            floor = self._k_targets(k, connectivity)
+            super().set(**hyper)
+            self.floor_k = floor
+            self.last_events = self._no_events()
+        else:
+            super().set(**hyper)
+
+    @torch.no_grad()
+    def _update_mask(self) -> None:
+        events = self._no_events()
+        for i, (layer, floor) in enumerate(zip(self.layers, self.floor_k)):
+            th = layer.theta.view(-1).index_select(0, layer.active_idx)
+            n = min(int((th <= self.threshold).sum()), layer.k - floor)
+            if n > 0:
+                events[i]["pruned"] = self._deactivate(layer, smallest(th, n))
+        for group, layer in zip(self.rewired_groups, self.layers):
+            group["k"] = layer.k
+        self.total_k = sum(l.k for l in self.layers)
+        self.last_events = events
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"floor_k": list(self.floor_k)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        self.floor_k = [int(k) for k in state_dict.pop("floor_k", self.floor_k)]
+        super().load_state_dict(state_dict)
