@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from deepr_engine.background import BackgroundSession, Frame, RunInfo
-from deepr_engine.config import ALGORITHMS, PRESETS, RunConfig, preset
+from deepr_engine.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
 from deepr_engine.data import DATASETS
 
 from . import figures, graph, raster
@@ -83,8 +83,10 @@ def setup_controls(frame: Frame) -> RunConfig | None:
     dataset = st.sidebar.selectbox("Data set", DATASETS, index=DATASETS.index(cfg.dataset), key="dataset")
     hidden = st.sidebar.text_input("Hidden layer sizes", ",".join(map(str, cfg.hidden)), key="hidden",
                                    help="comma-separated, e.g. 32,16")
-    algorithm = st.sidebar.radio("Algorithm", ALGORITHMS, index=ALGORITHMS.index(cfg.algorithm),
-                                 key="algorithm", horizontal=True)
+    algorithm = st.sidebar.selectbox("Algorithm", ALGORITHMS, index=ALGORITHMS.index(cfg.algorithm),
+                                     format_func=ALGORITHM_NAMES.get, key="algorithm",
+                                     help="Deep R and soft-Deep R; the others are the methods they are "
+                                          "compared with (Compare page)")
     seed = st.sidebar.number_input("Seed", 0, 2**31 - 1, cfg.seed, key="seed")
     try:
         sizes = [int(v) for v in hidden.split(",") if v.strip()]
@@ -101,14 +103,21 @@ def live_controls(frame: Frame) -> dict:
     gen, hp = st.session_state["gen"], frame.hyperparams
     st.sidebar.header("Live")
     out = {}
-    out["temperature"] = st.sidebar.select_slider("Temperature T", T_VALUES, _nearest(T_VALUES, hp["temperature"]),
-                                                  format_func=_fmt, key=f"T{gen}")
-    out["alpha"] = st.sidebar.select_slider("L1 strength alpha", ALPHA_VALUES, _nearest(ALPHA_VALUES, hp["alpha"]),
-                                            format_func=_fmt, key=f"alpha{gen}")
+    algorithm = frame.config.algorithm
+    if algorithm in ("deepr", "soft-deepr"):  # the others have no noise
+        out["temperature"] = st.sidebar.select_slider("Temperature T", T_VALUES,
+                                                      _nearest(T_VALUES, hp["temperature"]),
+                                                      format_func=_fmt, key=f"T{gen}")
+    if algorithm in ("deepr", "soft-deepr", "l1"):
+        out["alpha"] = st.sidebar.select_slider("L1 strength alpha", ALPHA_VALUES,
+                                                _nearest(ALPHA_VALUES, hp["alpha"]),
+                                                format_func=_fmt, key=f"alpha{gen}")
     out["lr"] = st.sidebar.select_slider("Learning rate", LR_VALUES, _nearest(LR_VALUES, hp["lr"]),
                                          format_func=_fmt, key=f"lr{gen}")
     out["batch_size"] = st.sidebar.select_slider("Batch size", BATCH_VALUES,
                                                  _nearest(BATCH_VALUES, hp["batch_size"]), key=f"batch{gen}")
+    if algorithm == "dense":
+        return out  # every connection stays: no K
     st.sidebar.caption("K: connectivity per layer (active count shown)")
     conn = []
     for i, layer in enumerate(frame.layers):
@@ -118,10 +127,8 @@ def live_controls(frame: Frame) -> dict:
         conn.append(c)
         st.sidebar.caption(f"Layer {i}: K = {layer['k']} of {layer['n_positions']}")
     out["connectivity"] = conn
-    k_text = st.sidebar.text_input("…or exact K per layer", "", key=f"ktext{gen}",
-                                   placeholder=",".join(str(l["k"]) for l in frame.layers))
-    if k_text.strip():
-        out["k_text"] = k_text
+    out["k_text"] = st.sidebar.text_input("…or exact K per layer", "", key=f"ktext{gen}",
+                                          placeholder=",".join(str(l["k"]) for l in frame.layers))
     if frame.config.algorithm == "soft-deepr":
         tm = st.sidebar.number_input("theta_min (0 = rule of thumb)", max_value=0.0,
                                      value=float(frame.config.theta_min), format="%.3g", key=f"tmin{gen}")
@@ -139,27 +146,40 @@ def speed_controls(run: BackgroundSession) -> None:
 
 
 def apply_live(values: dict, frame: Frame) -> bool:
-    """Send what changed to the run; a bad value is shown and nothing changes. Returns whether
+    """Send what the user moved since the last run of the page; a bad value is shown (until it
+    is changed) and nothing changes. Compared with the widgets' previous values, not with the
+    run's: K drifts under soft-Deep R and pruning, lr decays per epoch. Returns whether
     anything was sent."""
-    hp = frame.hyperparams
-    changes = {k: values[k] for k in ("temperature", "alpha", "lr", "batch_size") if values[k] != hp[k]}
-    if "k_text" in values:
+    gen = st.session_state["gen"]
+    prev = st.session_state.get("live_prev")
+    st.session_state["live_prev"] = (gen, dict(values))
+    if prev is None or prev[0] != gen:
+        return False  # first look at this run's widgets: nothing was moved yet
+    moved = {k: v for k, v in values.items() if v != prev[1].get(k)}
+    if not moved:
+        if st.session_state.get("live_error"):
+            st.sidebar.error(st.session_state["live_error"])
+        return False
+    st.session_state.pop("live_error", None)
+    changes = {k: moved[k] for k in ("temperature", "alpha", "lr", "batch_size") if k in moved}
+    if "k_text" in moved and values["k_text"].strip():
         try:
             changes["k"] = [int(v) for v in values["k_text"].split(",")]
         except ValueError:
-            st.sidebar.error(f"K: comma-separated whole numbers, one per layer; got {values['k_text']!r}")
-    else:
-        current = [round(l["connectivity"], 3) for l in frame.layers]
-        if [round(c, 3) for c in values["connectivity"]] != current:
-            changes["connectivity"] = values["connectivity"]
-    if "theta_min" in values and values["theta_min"] != frame.config.theta_min:
+            st.session_state["live_error"] = (f"K: comma-separated whole numbers, one per layer; "
+                                              f"got {values['k_text']!r}")
+    elif "connectivity" in moved:
+        changes["connectivity"] = values["connectivity"]
+    if "theta_min" in moved:
         changes["theta_min"] = values["theta_min"] if values["theta_min"] < 0 else None
     if changes:
         try:
             _run().set_hyperparams(**changes)
         except ValueError as exc:
-            st.sidebar.error(str(exc))
-            return False
+            st.session_state["live_error"] = str(exc)
+    if st.session_state.get("live_error"):
+        st.sidebar.error(st.session_state["live_error"])
+        return False
     return bool(changes)
 
 

@@ -1,4 +1,4 @@
-"""DeepR Studio: streamlit run app/main.py"""
+"""DeepR Studio: streamlit run app/main.py (a small router: the dashboard and the Compare page)."""
 import sys
 from pathlib import Path
 
@@ -9,7 +9,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 if __name__ == "__main__":
     import streamlit as st
 
-    from app import dashboard
+    from app import compare, dashboard
 
     st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
-    dashboard.render()
+    page = st.navigation([st.Page(dashboard.render, title="Dashboard", icon="🔌", url_path="dashboard",
+                                  default=True),
+                          st.Page(compare.render, title="Compare", icon="⚖️", url_path="compare")])
+    page.run()

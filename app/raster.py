@@ -143,3 +143,12 @@ def lifetime_png(tel, colors: list[str], size=(560, 280)) -> Image.Image:
                         fill=_hex(colors[i % len(colors)]))
         d.text((left + b * slot, bottom + 4), "0" if b == 0 else f"{2 ** (b - 1)}", fill=(90, 90, 90))
     return img
+
+
+def overlay_png(curves: list[tuple[str, np.ndarray, np.ndarray]], colors: list[str], title: str,
+                size=(620, 260), y_range=None) -> Image.Image:
+    """One line per run (label, x, y), coloured in order; the labels go into the title."""
+    names = ("blue", "red", "green", "purple")
+    legend = ", ".join(f"{names[i % 4]}: {label}" for i, (label, _, _) in enumerate(curves))
+    return line_chart([(x, y, _hex(colors[i % len(colors)]), 2) for i, (_, x, y) in enumerate(curves)],
+                      size, y_range, f"{title} ({legend})")

@@ -10,7 +10,8 @@ from deepr_engine.config import PRESETS, RunConfig, preset
 CONFIG_KEYS = {"dataset": "dataset", "hidden": "hidden", "algo": "algorithm", "seed": "seed",
                "lr": "lr", "alpha": "alpha", "T": "temperature", "conn": "connectivity",
                "batch": "batch_size", "theta_min": "theta_min", "noise": "noise", "act": "activation",
-               "model": "model", "n": "n_samples"}
+               "model": "model", "n": "n_samples", "dist": "distribution", "every": "update_every",
+               "zeta": "drop_fraction", "t_end": "t_end", "prune_at": "prune_at", "steps": "steps"}
 UI_KEYS = {"spf": int, "speed": float}
 
 
@@ -70,12 +71,10 @@ def to_query(cfg: RunConfig, ui: UISettings, lr: float | None = None, alpha: flo
              temperature: float | None = None, k_conn: list[float] | None = None,
              batch_size: int | None = None) -> dict[str, str]:
     """Live values (lr, alpha, T, connectivity, batch) override the config's starting ones."""
-    vals = {"dataset": cfg.dataset, "hidden": cfg.hidden, "algorithm": cfg.algorithm, "seed": cfg.seed,
-            "lr": lr if lr is not None else cfg.lr, "alpha": alpha if alpha is not None else cfg.alpha,
-            "temperature": temperature if temperature is not None else cfg.temperature,
-            "connectivity": k_conn if k_conn is not None else cfg.connectivity,
-            "batch_size": batch_size or cfg.batch_size, "theta_min": cfg.theta_min, "noise": cfg.noise,
-            "activation": cfg.activation, "model": cfg.model, "n_samples": cfg.n_samples}
+    vals = cfg.to_dict()
+    live = {"lr": lr, "alpha": alpha, "temperature": temperature, "connectivity": k_conn,
+            "batch_size": batch_size}
+    vals.update({k: v for k, v in live.items() if v is not None})
     out = {"preset": ui.preset}
     for key, fname in CONFIG_KEYS.items():
         v = vals[fname]
@@ -89,3 +88,57 @@ def _num(v) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     return str(v)
+
+
+# -- the Compare page: a shared setup plus 2-4 runs, each an algorithm with its own lr (and
+# alpha / T where the method has them): runs=deepr,set&r1_lr=0.1&r0_T=1e-5
+RUN_KEYS = {"lr": "lr", "alpha": "alpha", "T": "temperature"}
+DEFAULT_RUNS = ["deepr", "soft-deepr", "set", "rigl"]
+
+
+@dataclass
+class RunSpec:
+    algorithm: str
+    overrides: dict = field(default_factory=dict)  # RunConfig field -> value
+
+
+def compare_from_query(params: dict[str, str]) -> tuple[RunConfig, list[RunSpec], UISettings]:
+    from deepr_engine.config import ALGORITHMS
+    base, ui = from_query({k: v for k, v in params.items() if k not in ("algo", "runs")})
+    names = [a for a in params.get("runs", ",".join(DEFAULT_RUNS[:3])).split(",") if a.strip()]
+    bad = [a for a in names if a not in ALGORITHMS]
+    if bad or not 2 <= len(names) <= 4:
+        ui.errors.append(f"URL parameter runs: 2 to 4 of {', '.join(ALGORITHMS)}, comma-separated; "
+                         f"got {params.get('runs')!r}")
+        names = DEFAULT_RUNS[:3]
+    specs = []
+    for i, name in enumerate(names):
+        spec = RunSpec(name)
+        for key, fname in RUN_KEYS.items():
+            text = params.get(f"r{i}_{key}")
+            if text is None:
+                continue
+            try:
+                value = float(text)
+                base.replace(**{fname: value})  # validates
+                spec.overrides[fname] = value
+            except (ValueError, TypeError) as exc:
+                ui.errors.append(f"URL parameter r{i}_{key}: {exc}")
+        specs.append(spec)
+    return base, specs, ui
+
+
+def compare_to_query(base: RunConfig, specs: list[RunSpec], ui: UISettings) -> dict[str, str]:
+    out = to_query(base, ui)
+    out.pop("algo", None)
+    out["runs"] = ",".join(s.algorithm for s in specs)
+    for i, spec in enumerate(specs):
+        for key, fname in RUN_KEYS.items():
+            if fname in spec.overrides:
+                out[f"r{i}_{key}"] = _num(spec.overrides[fname])
+    return out
+
+
+def run_config(base: RunConfig, spec: RunSpec) -> RunConfig:
+    """One run of the comparison: the shared setup with this run's algorithm and overrides."""
+    return base.replace(algorithm=spec.algorithm, **spec.overrides)

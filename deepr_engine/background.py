@@ -46,6 +46,8 @@ class Frame:
     telemetry: object            # a Telemetry without its per-position tensors
     config: RunConfig            # the current settings (live changes included)
     dead_units: list[int] = field(default_factory=list)
+    train_seconds: float = 0.0   # wall time spent training
+    until: int | None = None     # playing stops at this step (None: no limit)
 
 
 @dataclass
@@ -61,7 +63,7 @@ class RunInfo:
 
 
 # -- the child ----------------------------------------------------------------------------------
-def _frame(session, playing: bool) -> Frame:
+def _frame(session, playing: bool, until: int | None = None) -> Frame:
     """Compact: per layer only the active positions and their weights go over the pipe."""
     snap = session.snapshot(weights=True)
     layers = []
@@ -76,7 +78,8 @@ def _frame(session, playing: bool) -> Frame:
     return Frame(step=session.step_count, metrics=dict(session.last),
                  steps_per_second=session.steps_per_second, playing=playing,
                  paused_reason=session.paused_reason, hyperparams=session.hyperparams(),
-                 layers=layers, telemetry=tel, config=session.config, dead_units=session.dead_units())
+                 layers=layers, telemetry=tel, config=session.config, dead_units=session.dead_units(),
+                 train_seconds=session.train_seconds, until=until)
 
 
 def _info(session) -> RunInfo:
@@ -101,14 +104,16 @@ def _serve(conn, source, options: dict) -> None:
         return
     conn.send(("ok", _info(session)))
     spf, max_rate = options["steps_per_frame"], options["max_steps_per_second"]
-    playing, last_seen, idle = options.get("playing", False), time.monotonic(), options["idle_timeout"]
+    playing, last_seen, idle = False, time.monotonic(), options["idle_timeout"]
+    until = None  # playing stops at this step
 
     def handle(op, args, kw):
-        nonlocal playing, spf, max_rate
+        nonlocal playing, spf, max_rate, until
         if op == "frame":
-            return _frame(session, playing)
+            return _frame(session, playing, until)
         if op == "play":
-            playing = session.paused_reason is None
+            until = kw.get("until")
+            playing = session.paused_reason is None and (until is None or session.step_count < until)
             return playing
         if op == "pause":
             playing = False
@@ -142,8 +147,9 @@ def _serve(conn, source, options: dict) -> None:
             return
         if playing:
             t0 = time.perf_counter()
-            n = session.step(spf)
-            if n < spf or session.paused_reason:
+            want = spf if until is None else min(spf, until - session.step_count)
+            n = session.step(want)
+            if n < want or session.paused_reason or (until is not None and session.step_count >= until):
                 playing = False
             elif max_rate > 0:
                 time.sleep(max(0.0, n / max_rate - (time.perf_counter() - t0)))
@@ -214,10 +220,10 @@ class BackgroundSession:
         self._lock = threading.Lock()
         self._start(source)
 
-    def _start(self, source, playing: bool = False) -> None:
+    def _start(self, source) -> None:
         ctx = _context()
         ours, theirs = ctx.Pipe()
-        opts = {**self.options, "park_path": self.park_path, "playing": playing}
+        opts = {**self.options, "park_path": self.park_path}
         self.process = ctx.Process(target=_serve, args=(theirs, source, opts), daemon=True,
                                    name="deepr-session")
         self.process.start()
@@ -262,8 +268,10 @@ class BackgroundSession:
             return self._answer()
 
     # -- control --------------------------------------------------------------------------------
-    def play(self) -> bool:
-        return self._call("play")
+    def play(self, until: int | None = None) -> bool:
+        """Train in the background (until step `until`, if given); False if it cannot (diverged,
+        or already there)."""
+        return self._call("play", until=until)
 
     def pause(self) -> None:
         self._call("pause")

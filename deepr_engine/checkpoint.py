@@ -44,6 +44,7 @@ def to_bytes(session: TrainingSession) -> bytes:
             "opt_extra": json.dumps({k: v for k, v in opt.items()
                                      if k not in ("state", "param_groups", "generator_state")}),
             "session": json.dumps({"step_count": session.step_count, "lr": session.lr,
+                                   "train_seconds": session.train_seconds,
                                    "paused_reason": session.paused_reason, "last": session.last,
                                    "batch": {"epoch": b["epoch"], "pos": b["pos"],
                                              "batch_size": b["batch_size"]}}),
@@ -118,6 +119,7 @@ def _restore(session: TrainingSession, tensors: dict, meta: dict) -> None:
     s = json.loads(meta["session"])
     session.step_count = int(s["step_count"])
     session.lr = float(s["lr"])
+    session.train_seconds = float(s.get("train_seconds", 0.0))
     session.paused_reason = s["paused_reason"]
     session.last = {k: float(v) for k, v in s["last"].items()}
     session.batcher.load_state({**s["batch"], "order": tensors["batch.order"],

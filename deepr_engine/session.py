@@ -88,6 +88,7 @@ class TrainingSession:
         self.last = {"loss": float("nan"), "train_acc": float("nan"), "test_acc": float("nan"),
                      "test_loss": float("nan")}
         self.steps_per_second = 0.0
+        self.train_seconds = 0.0               # wall time spent in step()
         self.evaluate()
 
     # -- stepping ----------------------------------------------------------------------------
@@ -103,6 +104,7 @@ class TrainingSession:
                 if self.paused_reason is not None or not self._one_step():
                     break
             done += 1
+        self.train_seconds += time.perf_counter() - t0
         if done:
             rate = done / max(time.perf_counter() - t0, 1e-9)
             self.steps_per_second = rate if self.steps_per_second == 0 else \

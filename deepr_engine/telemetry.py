@@ -104,6 +104,7 @@ class Telemetry:
         self.tracked_layer = np.zeros(0, dtype=np.int64)
         self.tracked_pos = np.zeros(0, dtype=np.int64)
         self.tracked_theta = Downsampled(capacity, "last")
+        self.total_pruned = 0                      # connections pruned since the start (turnover)
         self.changes: deque = deque(maxlen=1000)   # hyperparameter changes (step, name, old, new)
         self.notes: deque = deque(maxlen=200)      # divergence and other messages
 
@@ -138,6 +139,7 @@ class Telemetry:
             if a.numel():
                 self.born[i][a] = step
                 self.ever_active[i][a] = True
+        self.total_pruned += sum(pruned)
         self.pruned.add(step, pruned)
         self.activated.add(step, activated)
         self.active.add(step, [layer.k for layer in layers])
@@ -175,6 +177,7 @@ class Telemetry:
                 "dead_units": self.dead_units.to_dict(), "lifetimes": self.lifetimes.tolist(),
                 "tracked_layer": self.tracked_layer.tolist(), "tracked_pos": self.tracked_pos.tolist(),
                 "tracked_theta": self.tracked_theta.to_dict(), "changes": list(self.changes),
+                "total_pruned": self.total_pruned,
                 "notes": list(self.notes)}
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -193,6 +196,7 @@ class Telemetry:
         self.tracked_pos = np.asarray(d["tracked_pos"], dtype=np.int64)
         self.changes = deque((tuple(c) for c in d["changes"]), maxlen=1000)
         self.notes = deque(d["notes"], maxlen=200)
+        self.total_pruned = int(d.get("total_pruned", 0))
         for i in range(len(self.ever_active)):
             dev = self.ever_active[i].device
             self.ever_active[i] = tensors[f"ever_active.{i}"].to(dev).bool()

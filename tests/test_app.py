@@ -5,6 +5,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -94,9 +95,32 @@ def test_url_round_trip_pure():
 
 def test_algorithm_switch_starts_a_soft_deepr_run():
     at = app()
-    at.radio(key="algorithm").set_value("soft-deepr").run()
+    at.selectbox(key="algorithm").set_value("soft-deepr").run()
     assert frame(at).config.algorithm == "soft-deepr"
     assert at.session_state["gen"] == 2
+
+
+def test_reruns_send_nothing_the_user_did_not_move():
+    # soft-Deep R's K drifts while it trains: a rerun must not push the slider's old K back
+    at = app({"algo": "soft-deepr"})
+    at.button(key="step100").click().run()
+    at.button(key="step100").click().run()
+    f = frame(at)
+    assert f.hyperparams["k"] != [round(c * l["n_positions"]) for c, l in
+                                  zip(f.config.layer_connectivity(), f.layers)]  # it drifted
+    assert list(f.telemetry.changes) == []
+
+
+def test_comparison_methods_show_only_their_own_controls():
+    at = app({"algo": "set"})
+    gen = at.session_state["gen"]
+    keys = {w.key for w in at.select_slider}
+    assert f"lr{gen}" in keys and f"T{gen}" not in keys and f"alpha{gen}" not in keys
+    at.slider(key=f"conn0_{gen}").set_value(0.05).run()
+    f = frame(at)
+    assert f.layers[0]["k"] == round(0.05 * f.layers[0]["n_positions"])
+    at = app({"algo": "dense"})
+    assert not [w for w in at.slider if w.key and w.key.startswith("conn")]
 
 
 # -- real browser ---------------------------------------------------------------------------
@@ -143,3 +167,52 @@ def test_end_to_end_in_chromium(tmp_path):
         if shot_dir:
             page.screenshot(path=os.path.join(shot_dir, "dashboard.png"), full_page=True)
         b.close()
+
+
+# -- the Compare page ---------------------------------------------------------------------------
+COMPARE = f"""
+import sys
+sys.path.insert(0, {str(Path(MAIN).parents[1])!r})
+if __name__ == "__main__":  # training processes re-import this script
+    from app import compare
+    compare.render()
+"""
+
+
+def compare_app(query: dict) -> AppTest:
+    at = AppTest.from_string(COMPARE, default_timeout=120)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_compare_page_runs_methods_side_by_side_on_the_same_start():
+    at = compare_app({"runs": "deepr,static,set", "conn": "0.1", "steps": "60", "r2_lr": "0.1"})
+    runs = at.session_state["cmp_runs"]
+    assert [r.config.algorithm for r in runs] == ["deepr", "static", "set"]
+    assert runs[2].config.lr == 0.1 and runs[0].config.lr == 0.05
+    first = [r.frame().layers[0]["active_pos"] for r in runs]
+    assert all(np.array_equal(first[0], p) for p in first[1:])  # same seed: same initial mask
+    at.button(key="c_step10").click().run()
+    assert [r.frame().step for r in runs] == [10, 10, 10]
+    at.button(key="c_play").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and any(r.frame().playing for r in runs):
+        time.sleep(0.2)
+    assert [r.frame().step for r in runs] == [60, 60, 60]  # everyone stops at the budget
+    at.run()
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3
+    q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    assert q["runs"] == "deepr,static,set" and q["r2_lr"] == "0.1" and q["steps"] == "60"
+    for r in runs:
+        r.close()
+
+
+def test_compare_page_rejects_a_bad_run_list():
+    at = compare_app({"runs": "deepr,nope"})
+    assert any("runs" in e.value for e in at.error)
+    assert len(at.session_state["cmp_runs"]) == 3  # the default comparison instead
+    for r in at.session_state["cmp_runs"]:
+        r.close()
