@@ -1,6 +1,7 @@
 """Rewired networks built from a RunConfig: an MLP, or a small conv net (conv layers rewired too)."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .config import RunConfig
@@ -31,8 +32,12 @@ def dense_model(cfg: RunConfig, n_in: int, n_out: int,
 
 def build_model(cfg: RunConfig, n_in: int, n_out: int,
                 image_shape: tuple[int, int] | None = None) -> nn.Sequential:
-    """The config's network with every Linear/Conv2d rewired at its connectivity (seeded)."""
-    model = dense_model(cfg, n_in, n_out, image_shape)
+    """The config's network with every Linear/Conv2d rewired at its connectivity. Seeded
+    throughout: the default init of the dense modules (biases) draws from a generator seeded
+    with cfg.seed, not from whatever state the global one is in."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = dense_model(cfg, n_in, n_out, image_shape)
     shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     return sparsify(model, connectivity=cfg.layer_connectivity(shapes), seed=cfg.seed)
 

@@ -296,3 +296,15 @@ def test_a_k_change_records_rewiring_but_no_metrics_point():
     assert pruned.sum() == (410 - 100) + (154 - 50) + (80 - 40)
     s.step(20)
     assert np.isfinite(s.telemetry.series["loss"].arrays()[1]).all()
+
+
+def test_a_session_does_not_depend_on_the_global_random_state():
+    torch.manual_seed(1)
+    a = TrainingSession("spiral-demo")
+    torch.rand(1000)  # someone else used the global generator in between
+    b = TrainingSession("spiral-demo")
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+    a.step(30)
+    b.step(30)
+    assert a.last == b.last
