@@ -24,6 +24,7 @@ SPEEDS = {"unlimited": 0.0, "1000 steps/s": 1000.0, "100 steps/s": 100.0, "10 st
           "2 steps/s": 2.0}
 LIVE_TICK = 0.2    # s between live frames while playing
 CURVE_TICK = 0.6   # s between redraws of the (slowly changing) curves while playing
+BIG_GRAPH_TICK = 0.5  # s between redraws of a graph too big for plotly while playing
 SLOW_TICK = 3.0    # s between heavy-view refreshes while playing
 HEARTBEAT = 5.0    # s between "tab still open" pings while paused (the run parks after 30 s)
 VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set"]
@@ -296,10 +297,12 @@ def draw_graph(frame: Frame, info: RunInfo, interactive: bool, key: str = "graph
         st.info("Graph shows the fully connected layers only (the conv kernels are in Weights).")
         sizes, image_shape = [lin[0]["shape"][1], *[l["shape"][0] for l in lin]], None
     layout = graph.layered_layout(tuple(sizes), image_shape)
-    if interactive and graph.n_edges(lin) <= graph.PLOTLY_EDGE_LIMIT:
+    big = graph.n_edges(lin) > graph.PLOTLY_EDGE_LIMIT
+    if interactive and not big:
         st.plotly_chart(graph.plotly_graph(lin, layout), key=key, config={"displayModeBar": False})
-    else:
-        st.image(graph.raster_graph(lin, layout, size=(660, 380)), width="stretch", output_format="JPEG")
+    else:  # a big graph refreshes more slowly while playing (drawing it is the costly part)
+        _jpeg(key, lambda: graph.raster_graph(lin, layout, size=(660, 380)),
+              every=BIG_GRAPH_TICK if big and not interactive else 0.0)
 
 
 def slow_views(run: BackgroundSession) -> None:

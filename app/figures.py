@@ -230,9 +230,8 @@ def overlay_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str,
                    colors: list[str]) -> go.Figure:
     """One line per run (label, steps, values) on shared axes."""
     fig = _fig(height=280, uirevision=title, title=dict(text=title, font=dict(size=13)),
-               margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.2))
+               margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.12))
     for i, (label, x, y) in enumerate(curves):
         fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines",
                                  line=dict(color=colors[i % len(colors)], width=2)))
-    fig.update_xaxes(title_text="step")
     return fig

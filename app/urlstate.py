@@ -45,7 +45,12 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
             continue
         try:
             value = _parse(fname, params[key], getattr(cfg, fname))
-            cfg = cfg.replace(**{fname: value})
+            changes = {fname: value}
+            if fname in ("hidden", "model"):  # a new layer count: keep one connectivity value
+                n_layers = RunConfig(**(cfg.to_dict() | changes)).n_rewired_layers
+                if len(cfg.connectivity) not in (1, n_layers):
+                    changes["connectivity"] = [cfg.connectivity[0]]
+            cfg = cfg.replace(**changes)
         except (ValueError, TypeError) as exc:
             ui.errors.append(f"URL parameter {key}: {exc}")
     if len(cfg.connectivity) not in (1, cfg.n_rewired_layers):

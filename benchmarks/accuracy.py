@@ -124,12 +124,13 @@ def plot(groups: dict, out: Path) -> None:
             cs = sorted(c for d, x, c in groups if d == dataset and x == a)
             if not cs:
                 continue
-            means = [statistics.mean(r["test_acc"] for r in groups[(dataset, a, c)]) for c in cs]
-            sds = [statistics.stdev([r["test_acc"] for r in groups[(dataset, a, c)]])
-                   if len(groups[(dataset, a, c)]) > 1 else 0 for c in cs]
-            ax.errorbar(cs, means, yerr=sds, marker="o", ms=4, capsize=2, label=a)
+            runs = [groups[(dataset, a, c)] for c in cs]
+            reached = [statistics.mean(r["final_connectivity"] for r in rs) for rs in runs]
+            means = [statistics.mean(r["test_acc"] for r in rs) for rs in runs]
+            sds = [statistics.stdev([r["test_acc"] for r in rs]) if len(rs) > 1 else 0 for rs in runs]
+            ax.errorbar(reached, means, yerr=sds, marker="o", ms=4, capsize=2, label=a)
         ax.set_xscale("log")
-        ax.set_xlabel("connectivity (fraction of weights active)")
+        ax.set_xlabel("connectivity reached (fraction of weights active at the end)")
         ax.set_ylabel("test accuracy")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)

@@ -216,3 +216,10 @@ def test_compare_page_rejects_a_bad_run_list():
     assert len(at.session_state["cmp_runs"]) == 3  # the default comparison instead
     for r in at.session_state["cmp_runs"]:
         r.close()
+
+
+def test_url_hidden_sizes_with_a_per_layer_preset_keep_one_connectivity():
+    cfg, ui = from_query({"preset": "digits-demo", "hidden": "100", "conn": "0.05"})
+    assert not ui.errors and cfg.hidden == [100] and cfg.connectivity == [0.05]
+    cfg, ui = from_query({"preset": "digits-demo", "hidden": "100"})
+    assert not ui.errors and cfg.connectivity == [0.2]
