@@ -13,7 +13,8 @@ from deepr_engine.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig,
 from deepr_engine.data import DATASETS
 
 from . import figures, raster
-from .dashboard import HEARTBEAT, LR_VALUES, _fmt, _nearest, draw_graph
+from .dashboard import (ALPHA_VALUES, HEARTBEAT, LR_VALUES, T_VALUES, _fmt, _nearest, draw_graph,
+                        heartbeat)
 from .urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config
 
 TICK = 0.5             # s between frames while playing (2-4 runs: a slower, steadier page)
@@ -50,6 +51,11 @@ def init_state() -> None:
 
 
 # -- sidebar ------------------------------------------------------------------------------------
+def _moved(current: float, shown: float, values: list[float]) -> float:
+    """A slider snaps a value that is off its grid (from the URL): unless it was moved, keep it."""
+    return current if shown == _nearest(values, current) else shown
+
+
 def setup_controls() -> tuple[RunConfig, list[RunSpec]] | None:
     """The shared setup and the runs; returns the new setup when something changed."""
     base, specs, ui = (st.session_state[k] for k in ("cmp_base", "cmp_specs", "cmp_ui"))
@@ -82,8 +88,22 @@ def setup_controls() -> tuple[RunConfig, list[RunSpec]] | None:
         lr = c2.select_slider("lr", LR_VALUES, _nearest(LR_VALUES, old.overrides.get("lr", base.lr)),
                               format_func=_fmt, key=f"c_lr{i}_{gen}")
         overrides = {k: v for k, v in old.overrides.items() if k != "lr"}
+        lr = _moved(old.overrides.get("lr", base.lr), lr, LR_VALUES)
         if lr != base.lr:
             overrides["lr"] = lr
+        if algo in ("deepr", "soft-deepr", "l1"):  # the methods with an L1 term (and noise)
+            with sb.expander(f"Run {i + 1}: alpha" + (" and T" if algo != "l1" else "")):
+                for fname, label, values in (("alpha", "L1 strength alpha", ALPHA_VALUES),
+                                             ("temperature", "Temperature T", T_VALUES)):
+                    if fname == "temperature" and algo == "l1":
+                        continue
+                    start = overrides.get(fname, getattr(base, fname))
+                    v = _moved(start, st.select_slider(label, values, _nearest(values, start),
+                                                       format_func=_fmt, key=f"c_{fname}{i}_{gen}"), values)
+                    if v != getattr(base, fname):
+                        overrides[fname] = v
+                    else:
+                        overrides.pop(fname, None)
         new_specs.append(RunSpec(algo, overrides))
     try:
         sizes = [int(v) for v in hidden.split(",") if v.strip()]
@@ -200,11 +220,6 @@ def live_views(runs: list[BackgroundSession]) -> None:
     st.caption(f"frame built in <span id='frame-ms'>{ms:.0f}</span> ms · steps "
                f"<span id='step-counter'>{','.join(str(f.step) for f in frames)}</span>",
                unsafe_allow_html=True)
-
-
-def heartbeat(runs: list[BackgroundSession]) -> None:
-    for r in runs:
-        r.heartbeat()
 
 
 def render() -> None:

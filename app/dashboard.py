@@ -23,6 +23,7 @@ BATCH_VALUES = [1, 2, 4, 8, 10, 16, 32, 64, 128, 256]
 SPEEDS = {"unlimited": 0.0, "1000 steps/s": 1000.0, "100 steps/s": 100.0, "10 steps/s": 10.0,
           "2 steps/s": 2.0}
 LIVE_TICK = 0.2    # s between live frames while playing
+BIG_LIVE_TICK = 0.3  # the same for networks too big for plotly (leaves the CPU to training)
 CURVE_TICK = 0.6   # s between redraws of the (slowly changing) curves while playing
 BIG_GRAPH_TICK = 0.5  # s between redraws of a graph too big for plotly while playing
 SLOW_TICK = 3.0    # s between heavy-view refreshes while playing
@@ -378,9 +379,10 @@ def tracked_controls(run: BackgroundSession) -> None:
             st.error(f"Tracked set: {exc}")
 
 
-def heartbeat(run: BackgroundSession) -> None:
-    """Tells a paused run that its tab is still open (a run with no news for 30 s parks)."""
-    run.heartbeat()
+def heartbeat(runs: list[BackgroundSession]) -> None:
+    """Tells paused runs that their tab is still open (a run with no news for 30 s parks)."""
+    for run in runs:
+        run.heartbeat()
 
 
 # -- the page -----------------------------------------------------------------------------------
@@ -415,8 +417,10 @@ def render() -> None:
                f"{[info.n_features, *frame.config.hidden, info.n_classes]} · device {info.device}")
     transport(run, frame)
     st.session_state["playing"] = frame.playing
-    st.fragment(run_every=LIVE_TICK if frame.playing else None)(live_views)(run)
+    big = sum(l["k"] for l in frame.layers if len(l["shape"]) == 2) > graph.PLOTLY_EDGE_LIMIT
+    tick = BIG_LIVE_TICK if big else LIVE_TICK
+    st.fragment(run_every=tick if frame.playing else None)(live_views)(run)
     st.segmented_control("View", VIEWS, default=VIEWS[0], key="view")
     st.fragment(run_every=SLOW_TICK if frame.playing else None)(slow_views)(run)
     if not frame.playing:
-        st.fragment(run_every=HEARTBEAT)(heartbeat)(run)
+        st.fragment(run_every=HEARTBEAT)(heartbeat)([run])

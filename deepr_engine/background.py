@@ -142,8 +142,8 @@ def _serve(conn, source, options: dict) -> None:
             except Exception as exc:
                 conn.send(("error", type(exc).__name__, str(exc)))
             continue
-        if time.monotonic() - last_seen > idle:
-            _park(session, options["park_path"])
+        if time.monotonic() - last_seen > idle:  # nobody is watching: park and exit
+            checkpoint.save(session, options["park_path"])
             return
         if playing:
             t0 = time.perf_counter()
@@ -153,11 +153,6 @@ def _serve(conn, source, options: dict) -> None:
                 playing = False
             elif max_rate > 0:
                 time.sleep(max(0.0, n / max_rate - (time.perf_counter() - t0)))
-
-
-def _park(session, path: str) -> None:
-    from . import checkpoint
-    checkpoint.save(session, path)
 
 
 def _clean_parking(now: float) -> None:

@@ -75,6 +75,18 @@ class _MaskedTraining(ExactK):
     def _update_mask(self) -> None:
         pass
 
+    _saved_ks: tuple[str, ...] = ()  # per-layer K lists of a method that go into state_dict
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {name: list(getattr(self, name)) for name in self._saved_ks}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        for name in self._saved_ks:
+            if name in state_dict:
+                setattr(self, name, [int(k) for k in state_dict.pop(name)])
+        super().load_state_dict(state_dict)
+
     @torch.no_grad()
     def _drop_and_grow(self, n_per_layer: list[int], grow) -> None:
         """Per layer: drop the n active connections with the smallest |w|, grow n chosen by
@@ -88,9 +100,7 @@ class _MaskedTraining(ExactK):
             new = grow(self, layer, n, slots)
             gone = self._deactivate(layer, slots)
             events[i] = {"pruned": gone, "activated": self._activate(layer, new)}
-        for group, layer in zip(self.rewired_groups, self.layers):
-            group["k"] = layer.k
-        self.last_events = events
+        self._sync_k(events)
 
     @torch.no_grad()
     def _densify(self) -> None:
@@ -99,9 +109,7 @@ class _MaskedTraining(ExactK):
         for layer in self.layers:
             layer.theta.abs_()
             layer.sync_weight()
-        self.total_k = sum(layer.k for layer in self.layers)
-        for group, layer in zip(self.rewired_groups, self.layers):
-            group["k"] = layer.k
+        self._sync_k(self._no_events())
 
 
 def _write(layer: Rewired, idx: torch.Tensor, w: torch.Tensor) -> None:
@@ -180,6 +188,8 @@ class RigL(_MaskedTraining):
 
 
 class MagnitudePruning(_MaskedTraining):
+    _saved_ks = ("target_k",)
+
     def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, prune_at: int = 1000,
                  prune_events: int = 1, prune_every: int = 100,
                  k: int | Sequence[int] | None = None,
@@ -221,21 +231,13 @@ class MagnitudePruning(_MaskedTraining):
             if k_new < layer.k:
                 th = layer.theta.view(-1).index_select(0, layer.active_idx)
                 events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
-        for group, layer in zip(self.rewired_groups, self.layers):
-            group["k"] = layer.k
-        self.total_k = sum(l.k for l in self.layers)
-        self.last_events = events
+        self._sync_k(events)
 
-    def state_dict(self) -> dict:
-        return super().state_dict() | {"target_k": list(self.target_k)}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        self.target_k = [int(k) for k in state_dict.pop("target_k", self.target_k)]
-        super().load_state_dict(state_dict)
 
 
 class L1Shrinkage(_MaskedTraining):
+    _saved_ks = ("floor_k",)
+
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,
                  k: int | Sequence[int] | None = None,
                  connectivity: float | Sequence[float] | None = None, **kw):
@@ -263,15 +265,5 @@ class L1Shrinkage(_MaskedTraining):
             n = min(int((th <= self.threshold).sum()), layer.k - floor)
             if n > 0:
                 events[i]["pruned"] = self._deactivate(layer, smallest(th, n))
-        for group, layer in zip(self.rewired_groups, self.layers):
-            group["k"] = layer.k
-        self.total_k = sum(l.k for l in self.layers)
-        self.last_events = events
+        self._sync_k(events)
 
-    def state_dict(self) -> dict:
-        return super().state_dict() | {"floor_k": list(self.floor_k)}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        state_dict = dict(state_dict)
-        self.floor_k = [int(k) for k in state_dict.pop("floor_k", self.floor_k)]
-        super().load_state_dict(state_dict)

@@ -255,6 +255,10 @@ class ExactK(_RewiringOptimizer):
                 elif k_new < layer.k:
                     th = layer.theta.view(-1)[layer.active_idx]
                     events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
+        self._sync_k(events)
+
+    def _sync_k(self, events: list[dict]) -> None:
+        """After the active sets changed: K in the groups and in total, and the events."""
         for group, layer in zip(self.rewired_groups, self.layers):
             group["k"] = layer.k
         self.total_k = sum(layer.k for layer in self.layers)

@@ -223,3 +223,19 @@ def test_url_hidden_sizes_with_a_per_layer_preset_keep_one_connectivity():
     assert not ui.errors and cfg.hidden == [100] and cfg.connectivity == [0.05]
     cfg, ui = from_query({"preset": "digits-demo", "hidden": "100"})
     assert not ui.errors and cfg.connectivity == [0.2]
+
+
+def test_compare_run_settings_from_the_url_survive_the_sliders():
+    # 2e-6 is not on the T slider's grid: showing it must not change it (nor restart the runs)
+    at = compare_app({"runs": "deepr,soft-deepr", "r0_T": "2e-06", "r1_alpha": "0.001"})
+    runs = at.session_state["cmp_runs"]
+    assert runs[0].config.temperature == 2e-6 and runs[1].config.alpha == 1e-3
+    at.run()
+    assert at.session_state["cmp_gen"] == 1
+    gen = at.session_state["cmp_gen"]
+    at.select_slider(key=f"c_temperature1_{gen}").set_value(1e-5).run()  # moved: a new comparison
+    runs = at.session_state["cmp_runs"]
+    assert at.session_state["cmp_gen"] == 2 and runs[1].config.temperature == 1e-5
+    assert runs[0].config.temperature == 2e-6
+    for r in runs:
+        r.close()
