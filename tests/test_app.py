@@ -166,6 +166,17 @@ def test_end_to_end_in_chromium(tmp_path):
         shot_dir = os.environ.get("DEEPR_SCREENSHOTS")
         if shot_dir:
             page.screenshot(path=os.path.join(shot_dir, "dashboard.png"), full_page=True)
+        # the Compare page: Play all runs both methods to the step budget
+        page.goto(url + "/compare?runs=deepr,rigl&steps=150&hidden=32&conn=0.1")
+        page.wait_for_selector("#step-counter", timeout=60_000)
+        assert page.locator("#step-counter").first.inner_text() == "0,0"
+        page.get_by_role("button", name="Play all").click()
+        deadline = time.time() + 60
+        while time.time() < deadline and page.locator("#step-counter").first.inner_text() != "150,150":
+            time.sleep(0.3)
+        assert page.locator("#step-counter").first.inner_text() == "150,150"
+        page.wait_for_selector("button:has-text('Play all')", timeout=30_000)  # both stopped
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
         b.close()
 
 
