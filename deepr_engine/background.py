@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +45,7 @@ class Frame:
     layers: list[dict]           # shape, k, n_positions, connectivity, pruned, activated, active, weight
     telemetry: object            # a Telemetry without its per-position tensors
     config: RunConfig            # the current settings (live changes included)
-    dead_units: list[int] = field(default_factory=list)
     train_seconds: float = 0.0   # wall time spent training
-    until: int | None = None     # playing stops at this step (None: no limit)
 
 
 @dataclass
@@ -63,7 +61,7 @@ class RunInfo:
 
 
 # -- the child ----------------------------------------------------------------------------------
-def _frame(session, playing: bool, until: int | None = None) -> Frame:
+def _frame(session, playing: bool) -> Frame:
     """Compact: per layer only the active positions and their weights go over the pipe."""
     snap = session.snapshot(weights=True)
     layers = []
@@ -78,8 +76,8 @@ def _frame(session, playing: bool, until: int | None = None) -> Frame:
     return Frame(step=session.step_count, metrics=dict(session.last),
                  steps_per_second=session.steps_per_second, playing=playing,
                  paused_reason=session.paused_reason, hyperparams=session.hyperparams(),
-                 layers=layers, telemetry=tel, config=session.config, dead_units=session.dead_units(),
-                 train_seconds=session.train_seconds, until=until)
+                 layers=layers, telemetry=tel, config=session.config,
+                 train_seconds=session.train_seconds)
 
 
 def _info(session) -> RunInfo:
@@ -110,7 +108,7 @@ def _serve(conn, source, options: dict) -> None:
     def handle(op, args, kw):
         nonlocal playing, spf, max_rate, until
         if op == "frame":
-            return _frame(session, playing, until)
+            return _frame(session, playing)
         if op == "play":
             until = kw.get("until")
             playing = session.paused_reason is None and (until is None or session.step_count < until)

@@ -90,7 +90,8 @@ class _MaskedTraining(ExactK):
     @torch.no_grad()
     def _drop_and_grow(self, n_per_layer: list[int], grow) -> None:
         """Per layer: drop the n active connections with the smallest |w|, grow n chosen by
-        grow(layer, n, dropped_slots) -> flat positions; K stays exact."""
+        grow(self, layer, n, slots of the dropped in active_idx) -> flat positions; K stays
+        exact."""
         events = self._no_events()
         for i, (layer, n) in enumerate(zip(self.layers, n_per_layer)):
             n = min(n, layer.k, layer.n_positions - layer.k)
@@ -232,7 +233,6 @@ class MagnitudePruning(_MaskedTraining):
                 th = layer.theta.view(-1).index_select(0, layer.active_idx)
                 events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
         self._sync_k(events)
-
 
 
 class L1Shrinkage(_MaskedTraining):
