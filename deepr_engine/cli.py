@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         t.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_converter(f.name, hints[f.name]),
-                       default=None, help=f"(default from the preset)")
+                       default=None, help="(default from the preset)")
     return p
 
 

@@ -1,5 +1,4 @@
 """Small models and loops the engine tests share."""
-import torch
 from torch import nn
 
 from deepr_engine import sparsify

@@ -1,5 +1,4 @@
 """Data, presets, TrainingSession, telemetry bounds, checkpoints, CLI."""
-import gzip
 import threading
 
 import numpy as np
@@ -10,8 +9,8 @@ from safetensors.torch import save as st_save
 
 from deepr_engine import checkpoint
 from deepr_engine.cli import main as cli_main
-from deepr_engine.config import PRESETS, RunConfig, preset
-from deepr_engine.data import (DATASETS, TOY_SETS, Batcher, load_dataset, read_idx, read_idx_pair,
+from deepr_engine.config import PRESETS, preset
+from deepr_engine.data import (TOY_SETS, Batcher, load_dataset, read_idx, read_idx_pair,
                                write_idx)
 from deepr_engine.session import TrainingSession
 from deepr_engine.telemetry import Downsampled
