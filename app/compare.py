@@ -237,7 +237,14 @@ def render() -> None:
     st.title("Compare")
     st.caption(f"{base.dataset} · hidden {base.hidden} · connectivity {base.connectivity} "
                f"({base.distribution}) · seed {base.seed} · same data, seed and step budget for every run")
-    frames = [r.frame() for r in runs]
+    try:
+        frames = [r.frame() for r in runs]
+    except RuntimeError as exc:  # a training process died (killed, out of memory)
+        st.error(f"{exc}: start the comparison again from its setup.")
+        if st.button("Start again", key="c_restart", type="primary"):
+            _start(base, specs, st.session_state["cmp_ui"])
+            st.rerun()
+        return
     transport(runs, frames, base.steps)
     playing = any(f.playing for f in frames)
     st.session_state["cmp_playing"] = playing

@@ -393,7 +393,14 @@ def render() -> None:
     if st.session_state.get("setup_error"):
         st.error(f"Setup not applied: {st.session_state.pop('setup_error')}")
     run = _run()
-    frame = run.frame()
+    try:
+        frame = run.frame()
+    except RuntimeError as exc:  # the training process died (killed, out of memory)
+        st.error(f"{exc}: this run's state is lost. Start it again from its setup.")
+        if st.button("Start again", key="restart", type="primary"):
+            _start(run.config, st.session_state["ui"])
+            st.rerun()
+        return
     new_cfg = setup_controls(frame)
     if new_cfg is not None:
         _start(new_cfg, st.session_state["ui"])

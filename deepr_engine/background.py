@@ -233,11 +233,14 @@ class BackgroundSession:
             reply = self._conn.recv()
         except (EOFError, OSError) as exc:
             self.close()
-            raise RuntimeError(f"the training process ended unexpectedly (exit code "
-                               f"{self.process.exitcode})") from exc
+            raise self._ended() from exc
         if reply[0] == "error":
             raise _ERRORS.get(reply[1], RuntimeError)(reply[2])
         return reply[1]
+
+    def _ended(self) -> RuntimeError:
+        self.process.join(1.0)
+        return RuntimeError(f"the training process ended unexpectedly (exit code {self.process.exitcode})")
 
     def _revive_if_parked(self) -> None:
         if self.process.is_alive() or not os.path.exists(self.park_path):
@@ -257,7 +260,7 @@ class BackgroundSession:
             try:
                 self._conn.send((op, args, kw))
             except (OSError, ValueError) as exc:
-                raise RuntimeError("the training process has ended") from exc
+                raise self._ended() from exc
             return self._answer()
 
     # -- control --------------------------------------------------------------------------------

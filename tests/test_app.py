@@ -250,3 +250,18 @@ def test_compare_run_settings_from_the_url_survive_the_sliders():
     assert runs[0].config.temperature == 2e-6
     for r in runs:
         r.close()
+
+
+def test_a_dead_training_process_is_reported_and_can_be_started_again():
+    at = app()
+    at.button(key="step10").click().run()
+    run = at.session_state["run"]
+    run.process.kill()
+    run.process.join(5)
+    at.run()
+    assert not at.exception
+    assert any("ended unexpectedly" in e.value for e in at.error)
+    at.button(key="restart").click().run()
+    assert at.session_state["run"] is not run and frame(at).step == 0
+    at.button(key="step10").click().run()
+    assert frame(at).step == 10

@@ -104,3 +104,14 @@ def test_checkpoint_bytes_start_an_identical_run(run):
         twin.close()
     with pytest.raises(ValueError, match="safetensors"):
         BackgroundSession(b"not a checkpoint")
+
+
+def test_a_killed_process_raises_a_clear_error_not_a_hang():
+    r = BackgroundSession("spiral-demo")
+    r.process.kill()
+    r.process.join(5)
+    with pytest.raises(RuntimeError, match="ended unexpectedly"):
+        r.frame()
+    with pytest.raises(RuntimeError, match="ended unexpectedly"):
+        r.step(1)
+    r.close()
