@@ -22,7 +22,7 @@ LR_VALUES = [float(f"{m}e{e}") for e in range(-4, 1) for m in (1, 2, 5)]
 BATCH_VALUES = [1, 2, 4, 8, 10, 16, 32, 64, 128, 256]
 SPEEDS = {"unlimited": 0.0, "1000 steps/s": 1000.0, "100 steps/s": 100.0, "10 steps/s": 10.0,
           "2 steps/s": 2.0}
-LIVE_TICK = 0.2    # s between live frames while playing
+LIVE_TICK = 0.23   # s between live frames while playing
 BIG_LIVE_TICK = 0.3  # the same for networks too big for plotly (leaves the CPU to training)
 CURVE_TICK = 0.6   # s between redraws of the (slowly changing) curves while playing
 BIG_GRAPH_TICK = 0.5  # s between redraws of a graph too big for plotly while playing
