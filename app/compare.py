@@ -147,13 +147,19 @@ def transport(runs: list[BackgroundSession], frames: list[Frame], budget: int) -
         st.rerun()
 
 
+def _ever_active(f: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction of all the network's positions ever active, over time (per-layer series
+    weighted by layer size)."""
+    x, v = f.telemetry.ever_active_frac.arrays()
+    sizes = np.array([l["n_positions"] for l in f.layers], dtype=float)
+    return x, (v @ sizes / sizes.sum() if v.ndim == 2 else v)
+
+
 def _totals(f: Frame) -> dict:
     n = sum(l["n_positions"] for l in f.layers)
     k = sum(l["k"] for l in f.layers)
-    steps, ever = f.telemetry.ever_active_frac.arrays()
-    sizes = np.array([l["n_positions"] for l in f.layers])
-    ever_now = float(ever[-1] @ sizes / n) if len(steps) else k / n
-    return {"k": k, "connectivity": k / n, "ever_active": ever_now}
+    steps, ever = _ever_active(f)
+    return {"k": k, "connectivity": k / n, "ever_active": float(ever[-1]) if len(steps) else k / n}
 
 
 def table(frames: list[Frame], specs: list[RunSpec]) -> None:
@@ -181,10 +187,8 @@ def _curves(frames: list[Frame], what: str):
         elif what == "turnover":
             x, v = tel.pruned.arrays()
             y = v.sum(1) if v.ndim == 2 else v
-        else:  # ever active, over all positions
-            x, v = tel.ever_active_frac.arrays()
-            sizes = np.array([l["n_positions"] for l in f.layers], dtype=float)
-            y = v @ sizes / sizes.sum() if v.ndim == 2 else v
+        else:
+            x, y = _ever_active(f)
         out.append((f"{i + 1}. {ALGORITHM_NAMES[f.config.algorithm]}", x, y))
     return out
 
