@@ -62,15 +62,16 @@ class RunInfo:
 
 # -- the child ----------------------------------------------------------------------------------
 def _frame(session, playing: bool) -> Frame:
-    """Compact: per layer only the active positions and their weights go over the pipe."""
-    snap = session.snapshot(weights=True)
+    """Compact: per layer only the active positions (active_idx, sorted) and their weights go
+    over the pipe; nothing of full layer size is copied."""
     layers = []
-    for entry, layer in zip(snap["layers"], session.layers):
-        pos = np.flatnonzero(entry["active"]).astype(np.int32)
-        layers.append({"shape": entry["shape"], "k": entry["k"], "n_positions": entry["n_positions"],
-                       "connectivity": layer.connectivity, "pruned": entry["pruned"],
-                       "activated": entry["activated"], "active_pos": pos,
-                       "active_weight": entry["weight"].reshape(-1)[pos]})
+    for layer, ev in zip(session.layers, session.optimizer.last_events):
+        idx = layer.active_idx.sort().values
+        layers.append({"shape": tuple(layer.theta.shape), "k": layer.k, "n_positions": layer.n_positions,
+                       "connectivity": layer.connectivity, "pruned": ev["pruned"].cpu().numpy(),
+                       "activated": ev["activated"].cpu().numpy(),
+                       "active_pos": idx.cpu().numpy().astype(np.int32),
+                       "active_weight": layer.weight.detach().view(-1)[idx].cpu().numpy()})
     tel = copy.copy(session.telemetry)
     tel.ever_active, tel.born = [], []  # per-position tensors stay in the child
     return Frame(step=session.step_count, metrics=dict(session.last),
