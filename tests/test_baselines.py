@@ -14,6 +14,7 @@ from deepr_engine.checkpoint import load, to_bytes
 from deepr_engine.config import ALGORITHMS, preset
 from deepr_engine.layers import distribute_connectivity
 from deepr_engine.session import TrainingSession
+from helpers import assert_nan_gradient_refused
 
 
 def net(connectivity=0.2, seed=0, sizes=(20, 30, 5)):
@@ -273,3 +274,12 @@ def test_every_method_runs_in_a_session_and_resumes_bit_identically(algorithm):
     if algorithm != "dense":
         a.set_hyperparams(connectivity=[0.2])  # live K works for every sparse method
         assert a.config.connectivity == [0.2]
+
+
+@pytest.mark.parametrize("kind", [StaticSparse, SET, RigL, L1Shrinkage])
+def test_nan_gradient_is_refused_and_changes_nothing(kind):
+    model = net()
+    opt = kind(model, lr=0.1, gradient="adam")
+    train(model, opt, 3)
+    nn.functional.cross_entropy(model(torch.randn(8, 20)), torch.randint(0, 5, (8,))).backward()
+    assert_nan_gradient_refused(model, opt)
