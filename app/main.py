@@ -4,12 +4,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 
-# Streamlit runs this file as __main__; training processes (deepr_engine.background) re-import
+# Streamlit runs this file as __main__; training processes (deepr_engine.run.background) re-import
 # it as __mp_main__ and must not draw a page.
 if __name__ == "__main__":
     import streamlit as st
 
-    from app import compare, dashboard
+    from app.routes import compare, dashboard
 
     st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
     page = st.navigation([st.Page(dashboard.render, title="Dashboard", icon="🔌", url_path="dashboard",

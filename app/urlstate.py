@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from deepr_engine.config import PRESETS, RunConfig, preset
+from deepr_engine.run.config import PRESETS, RunConfig, preset
 
 # URL key -> RunConfig field (lists comma-separated)
 CONFIG_KEYS = {"dataset": "dataset", "hidden": "hidden", "algo": "algorithm", "seed": "seed",
@@ -108,7 +108,7 @@ class RunSpec:
 
 
 def compare_from_query(params: dict[str, str]) -> tuple[RunConfig, list[RunSpec], UISettings]:
-    from deepr_engine.config import ALGORITHMS
+    from deepr_engine.run.config import ALGORITHMS
     base, ui = from_query({k: v for k, v in params.items() if k not in ("algo", "runs")})
     names = [a for a in params.get("runs", ",".join(DEFAULT_RUNS[:3])).split(",") if a.strip()]
     bad = [a for a in names if a not in ALGORITHMS]

@@ -42,8 +42,8 @@ def settings(algorithm: str, steps: int) -> dict:
 def one_run(job: tuple) -> dict:
     import torch
 
-    from deepr_engine.config import preset
-    from deepr_engine.session import TrainingSession
+    from deepr_engine.run.config import preset
+    from deepr_engine.run.session import TrainingSession
 
     torch.set_num_threads(1)
     dataset, hidden, algorithm, conn, seed, steps = job
@@ -63,8 +63,8 @@ def one_run(job: tuple) -> dict:
 
 
 def mnist_present() -> bool:
-    from deepr_engine.config import preset
-    from deepr_engine.session import TrainingSession
+    from deepr_engine.run.config import preset
+    from deepr_engine.run.session import TrainingSession
     try:
         TrainingSession(preset("paper-mnist"))
         return True

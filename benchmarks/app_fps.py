@@ -31,8 +31,8 @@ from browser import launch, streamlit_app  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deepr_engine.data import IDX_FILES, write_idx  # noqa: E402
-from deepr_engine.session import TrainingSession  # noqa: E402
+from deepr_engine.run.data import IDX_FILES, write_idx  # noqa: E402
+from deepr_engine.run.session import TrainingSession  # noqa: E402
 
 
 def mnist_stand_in() -> str | None:

@@ -93,7 +93,7 @@ class SparseLinear(Rewired, nn.Linear):
                  k: int | None = None, connectivity: float | None = None,
                  generator: torch.Generator | None = None, device=None, dtype=None):
         nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.init_rewiring(_resolve_k(k, connectivity, self.weight.numel()),
+        self.init_rewiring(resolve_k(k, connectivity, self.weight.numel()),
                            generator or torch.Generator().manual_seed(0))
 
     def extra_repr(self) -> str:
@@ -109,14 +109,14 @@ class SparseConv2d(Rewired, nn.Conv2d):
                  generator: torch.Generator | None = None, device=None, dtype=None):
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding,
                            dilation, groups, bias, padding_mode, device=device, dtype=dtype)
-        self.init_rewiring(_resolve_k(k, connectivity, self.weight.numel()),
+        self.init_rewiring(resolve_k(k, connectivity, self.weight.numel()),
                            generator or torch.Generator().manual_seed(0))
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", k={self.k}"
 
 
-def _resolve_k(k, connectivity, n: int, name: str = "k") -> int:
+def resolve_k(k, connectivity, n: int, name: str = "k") -> int:
     if (k is None) == (connectivity is None):
         raise ValueError("give exactly one of k (connections per layer) or connectivity "
                          "(fraction of positions in (0, 1])")
@@ -169,29 +169,3 @@ def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = No
         new.train(old.training)
         setattr(parent, name, new)
     return model
-
-
-def distribute_connectivity(shapes: Sequence[Sequence[int]], total: float,
-                            distribution: str = "uniform") -> list[float]:
-    """Per-layer connectivity giving `total` connectivity over all positions of layers with
-    weight shapes `shapes` (out, in[, kh, kw]).
-
-    uniform: every layer gets `total`. erk: Erdos-Renyi(-Kernel) of Evci et al. 2020, density of
-    a layer proportional to sum(shape) / prod(shape) (fan-in + fan-out (+ kernel size) over its
-    size), scaled to the total; a layer that would exceed 1 is made dense and the rest rescaled.
-    """
-    validate.finite("connectivity", total, low=0.0, high=1.0, low_open=True)
-    validate.choice("distribution", distribution, ("uniform", "erk"))
-    if distribution == "uniform":
-        return [float(total)] * len(shapes)
-    sizes = [math.prod(s) for s in shapes]
-    raw = [sum(s) / math.prod(s) for s in shapes]
-    dense: set[int] = set()
-    while True:
-        budget = total * sum(sizes) - sum(sizes[i] for i in dense)
-        free = [i for i in range(len(shapes)) if i not in dense]
-        eps = budget / sum(raw[i] * sizes[i] for i in free)
-        over = [i for i in free if eps * raw[i] > 1]
-        if not over:
-            return [1.0 if i in dense else eps * raw[i] for i in range(len(shapes))]
-        dense.update(over)

@@ -185,7 +185,7 @@ COMPARE = f"""
 import sys
 sys.path.insert(0, {str(Path(MAIN).parents[1])!r})
 if __name__ == "__main__":  # training processes re-import this script
-    from app import compare
+    from app.routes import compare
     compare.render()
 """
 

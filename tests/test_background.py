@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from deepr_engine.background import BackgroundSession
-from deepr_engine.config import preset
+from deepr_engine.run.background import BackgroundSession
+from deepr_engine.run.config import preset
 
 
 def wait_until(cond, timeout: float = 20.0) -> bool:

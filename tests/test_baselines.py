@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from deepr_engine import sparsify
-from deepr_engine.baselines import (SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse,
-                                    _grow_by_gradient, _grow_uniform)
-from deepr_engine.checkpoint import load, to_bytes
-from deepr_engine.config import ALGORITHMS, preset
-from deepr_engine.layers import distribute_connectivity
-from deepr_engine.session import TrainingSession
+from deepr_engine.optim.baselines import (SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse,
+                                    grow_by_gradient, grow_uniform)
+from deepr_engine.run.checkpoint import load, to_bytes
+from deepr_engine.run.config import ALGORITHMS, preset
+from deepr_engine import distribute_connectivity
+from deepr_engine.run.session import TrainingSession
 from helpers import assert_nan_gradient_refused
 
 
@@ -88,7 +88,7 @@ def test_set_drops_the_smallest_magnitudes_and_regrows_elsewhere_at_zero():
         order = torch.argsort(w)
         assert w[order[n]] > w[order[n - 1]]  # no tie at the cut (else the set is ambiguous)
         expected_drop.append(set(layer.active_idx[order[:n]].tolist()))
-    opt._drop_and_grow([round(0.25 * l.k) for l in opt.layers], _grow_uniform)
+    opt.drop_and_grow([round(0.25 * l.k) for l in opt.layers], grow_uniform)
     for layer, ev, old, drop in zip(opt.layers, opt.last_events, before, expected_drop):
         assert set(ev["pruned"].tolist()) == drop
         grown = set(ev["activated"].tolist())
@@ -106,7 +106,7 @@ def test_set_regrowth_is_uniform_over_inactive_positions():
     state = (layer.theta.clone(), layer.active_idx.clone(), layer.weight.detach().clone())
     opt = SET(model, lr=0.1, drop_fraction=0.1, seed=11)
     for _ in range(2000):
-        opt._drop_and_grow([2], _grow_uniform)
+        opt.drop_and_grow([2], grow_uniform)
         np.add.at(counts, opt.last_events[0]["activated"].numpy(), 1)
         with torch.no_grad():  # back to the same state for the next independent draw
             layer.theta.copy_(state[0])
@@ -128,7 +128,7 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
     for layer in opt.layers:  # a known gradient: position p gets |grad| = p
         layer.weight.grad = torch.arange(layer.n_positions, dtype=torch.float32).view_as(layer.weight)
     n = [round(0.3 * l.k) for l in opt.layers]
-    opt._drop_and_grow(n, _grow_by_gradient)
+    opt.drop_and_grow(n, grow_by_gradient)
     for layer, ev, old, n_i in zip(opt.layers, opt.last_events, before, n):
         staying = old - set(ev["pruned"].tolist())
         candidates = [p for p in range(layer.n_positions) if p not in staying]
@@ -173,7 +173,7 @@ def test_magnitude_pruning_prunes_the_smallest_weights_at_the_event():
     train(model, opt, 2)
     opt.step_count = 3  # call the pruning event on a known state
     mags = [l.weight.detach().view(-1).abs().clone() for l in opt.layers]
-    opt._update_mask()
+    opt.update_mask()
     for layer, m in zip(opt.layers, mags):
         expected = set(torch.topk(m, layer.k).indices.tolist())
         assert set(layer.active_idx.tolist()) == expected

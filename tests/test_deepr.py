@@ -7,7 +7,7 @@ from scipy import stats
 from torch import nn
 
 from deepr_engine import DeepR, SparseConv2d, SparseLinear, rewired_layers, sparsify
-from deepr_engine.rewiring import sample_dormant
+from deepr_engine.sampling import sample_dormant
 
 from helpers import assert_nan_gradient_refused, mlp, train_steps
 

@@ -7,13 +7,13 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from deepr_engine import checkpoint
-from deepr_engine.cli import main as cli_main
-from deepr_engine.config import PRESETS, preset
-from deepr_engine.data import (TOY_SETS, Batcher, load_dataset, read_idx, read_idx_pair,
+from deepr_engine.run import checkpoint
+from deepr_engine.run.cli import main as cli_main
+from deepr_engine.run.config import PRESETS, preset
+from deepr_engine.run.data import (TOY_SETS, Batcher, load_dataset, read_idx, read_idx_pair,
                                write_idx)
-from deepr_engine.session import TrainingSession
-from deepr_engine.telemetry import Downsampled
+from deepr_engine.run.session import TrainingSession
+from deepr_engine.run.telemetry import Downsampled
 
 
 def small(**kw):

@@ -1,5 +1,5 @@
 """The dashboard page: one function per UI region; state in st.session_state. Training runs in
-the tab's own process (deepr_engine.background.BackgroundSession); the page only sends
+the tab's own process (deepr_engine.run.background.BackgroundSession); the page only sends
 requests and draws the frames it gets back."""
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import time
 import numpy as np
 import streamlit as st
 
-from deepr_engine.background import BackgroundSession, Frame, RunInfo
-from deepr_engine.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
-from deepr_engine.data import DATASETS
+from deepr_engine.run.background import BackgroundSession, Frame, RunInfo
+from deepr_engine.run.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
+from deepr_engine.run.data import DATASETS
 
-from . import figures, graph, raster
-from .urlstate import UISettings, from_query, to_query
+from ..charts import figures, graph, raster
+from ..urlstate import UISettings, from_query, to_query
 
 T_VALUES = [0.0] + [float(f"{m}e{e}") for e in range(-14, 0) for m in (1, 3)]
 ALPHA_VALUES = [0.0] + [float(f"{m}e{e}") for e in range(-8, 0) for m in (1, 3)]

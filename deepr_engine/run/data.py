@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import validate
+from .. import validate
 
 TOY_SETS = ("spiral", "moons", "circles", "xor", "blobs")
 IMAGE_SETS = ("digits", "mnist", "fashion-mnist")

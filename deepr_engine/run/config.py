@@ -5,7 +5,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field, fields
 
-from . import validate
+from .. import validate
 from .data import DATASETS
 
 ALGORITHMS = ("deepr", "soft-deepr", "dense", "static", "set", "rigl", "magnitude", "l1")
@@ -111,7 +111,7 @@ class RunConfig:
         if self.distribution == "erk":
             if shapes is None:
                 raise ValueError("distribution 'erk' needs the layers' weight shapes")
-            from .layers import distribute_connectivity
+            from ..distribution import distribute_connectivity
             return distribute_connectivity(shapes, c[0], "erk")
         return c * self.n_rewired_layers
 

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import validate
+from .. import validate
 from .config import RunConfig, preset
 from .data import Batcher, Dataset, load_dataset
-from .device import auto_device
-from .layers import Rewired, _resolve_k, rewired_layers
+from ..device import auto_device
+from ..layers import Rewired, resolve_k, rewired_layers
 from .models import build_model
-from .baselines import SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse
-from .optim import DeepR, SoftDeepR
+from ..optim import SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse
+from ..optim import DeepR, SoftDeepR
 from .telemetry import Telemetry
 
 BASELINES = {"dense": Dense, "static": StaticSparse, "set": SET, "rigl": RigL,
@@ -199,7 +199,7 @@ class TrainingSession:
         ks = None
         if "k" in changes:
             kk = validate.per_layer("k", changes["k"], len(self.layers))
-            ks = [_resolve_k(k_i, None, l.n_positions, name=f"k[{i}]")
+            ks = [resolve_k(k_i, None, l.n_positions, name=f"k[{i}]")
                   for i, (l, k_i) in enumerate(zip(self.layers, kk))]
         if "batch_size" in changes:
             validate.integer("batch_size", changes["batch_size"], low=1, high=len(self.data.x_train))

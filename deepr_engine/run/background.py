@@ -172,7 +172,7 @@ def _context():
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["deepr_engine.session", "deepr_engine.checkpoint"])
+    ctx.set_forkserver_preload(["deepr_engine.run.session", "deepr_engine.run.checkpoint"])
     return ctx
 
 

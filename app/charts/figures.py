@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from deepr_engine.telemetry import Telemetry, lifetime_bin_edges
+from deepr_engine.run.telemetry import Telemetry, lifetime_bin_edges
 from deepr_engine.theory import theta_density
 
 LAYER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .layers import sparsify
+from ..layers import sparsify
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 

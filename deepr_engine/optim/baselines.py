@@ -28,15 +28,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import validate
-from .layers import Rewired
-from .optim import ExactK
-from .rewiring import sample_dormant, smallest
+from .. import validate
+from ..layers import Rewired
+from .exact_k import ExactK
+from ..sampling import sample_dormant, smallest
 
 
-class _MaskedTraining(ExactK):
+class MaskedTraining(ExactK):
     """Gradient steps on the signed weights of the active connections; subclasses decide
-    when the set of active connections changes (`_update_mask`)."""
+    when the set of active connections changes (`update_mask`)."""
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *,
                  k: int | Sequence[int] | None = None,
@@ -69,10 +69,10 @@ class _MaskedTraining(ExactK):
                 w = torch.sign(w) * (w.abs() - group["lr"] * group["alpha"]).clamp_(min=0)
             _write(layer, idx, w)
         self.last_events = self._no_events()
-        self._update_mask()
+        self.update_mask()
         return loss
 
-    def _update_mask(self) -> None:
+    def update_mask(self) -> None:
         pass
 
     _saved_ks: tuple[str, ...] = ()  # per-layer K lists of a method that go into state_dict
@@ -88,7 +88,7 @@ class _MaskedTraining(ExactK):
         super().load_state_dict(state_dict)
 
     @torch.no_grad()
-    def _drop_and_grow(self, n_per_layer: list[int], grow) -> None:
+    def drop_and_grow(self, n_per_layer: list[int], grow) -> None:
         """Per layer: drop the n active connections with the smallest |w|, grow n chosen by
         grow(self, layer, n, slots of the dropped in active_idx) -> flat positions; K stays
         exact."""
@@ -123,13 +123,13 @@ def _write(layer: Rewired, idx: torch.Tensor, w: torch.Tensor) -> None:
     layer.weight.view(-1).index_copy_(0, idx, w)
 
 
-def _grow_uniform(opt: _MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+def grow_uniform(opt: MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
     # sampled before the drop: the connections about to be dropped are still active, so
     # they cannot be chosen again
     return sample_dormant(layer.theta.view(-1), n, layer.n_positions - layer.k, opt.generator)
 
 
-def _grow_by_gradient(opt: _MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+def grow_by_gradient(opt: MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
     if layer.weight.grad is None:
         score = torch.zeros(layer.n_positions, device=layer.theta.device)
     else:
@@ -140,7 +140,7 @@ def _grow_by_gradient(opt: _MaskedTraining, layer: Rewired, n: int, slots: torch
     return torch.topk(score, n).indices
 
 
-class Dense(_MaskedTraining):
+class Dense(MaskedTraining):
     """No sparsity: every position is active and trained (a reference for the others)."""
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, **kw):
@@ -151,23 +151,23 @@ class Dense(_MaskedTraining):
         raise ValueError("k/connectivity: Dense keeps every connection; choose a sparse method")
 
 
-class StaticSparse(_MaskedTraining):
+class StaticSparse(MaskedTraining):
     """A random fixed mask (the layers' initial one, or k=/connectivity=); no rewiring."""
 
 
-class SET(_MaskedTraining):
+class SET(MaskedTraining):
     def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, update_every: int = 100,
                  drop_fraction: float = 0.3, **kw):
         super().__init__(model, lr, alpha, **kw)
         self.update_every = validate.integer("update_every", update_every, low=1, high=10**9)
         self.drop_fraction = validate.finite("drop_fraction", drop_fraction, low=0.0, high=1.0)
 
-    def _update_mask(self) -> None:
+    def update_mask(self) -> None:
         if self.step_count % self.update_every == 0:
-            self._drop_and_grow([round(self.drop_fraction * l.k) for l in self.layers], _grow_uniform)
+            self.drop_and_grow([round(self.drop_fraction * l.k) for l in self.layers], grow_uniform)
 
 
-class RigL(_MaskedTraining):
+class RigL(MaskedTraining):
     def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, update_every: int = 100,
                  drop_fraction: float = 0.3, t_end: int = 10_000, **kw):
         super().__init__(model, lr, alpha, **kw)
@@ -181,14 +181,14 @@ class RigL(_MaskedTraining):
             return 0.0
         return self.drop_fraction / 2 * (1 + math.cos(math.pi * t / self.t_end))
 
-    def _update_mask(self) -> None:
+    def update_mask(self) -> None:
         t = self.step_count
         if t % self.update_every == 0 and t < self.t_end:
             f = self.fraction_at(t)
-            self._drop_and_grow([round(f * l.k) for l in self.layers], _grow_by_gradient)
+            self.drop_and_grow([round(f * l.k) for l in self.layers], grow_by_gradient)
 
 
-class MagnitudePruning(_MaskedTraining):
+class MagnitudePruning(MaskedTraining):
     _saved_ks = ("target_k",)
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, prune_at: int = 1000,
@@ -220,7 +220,7 @@ class MagnitudePruning(_MaskedTraining):
         return self.prune_at + (self.prune_events - 1) * self.prune_every
 
     @torch.no_grad()
-    def _update_mask(self) -> None:
+    def update_mask(self) -> None:
         t = self.step_count - self.prune_at
         if t < 0 or t % self.prune_every or t // self.prune_every >= self.prune_events:
             return
@@ -235,7 +235,7 @@ class MagnitudePruning(_MaskedTraining):
         self._sync_k(events)
 
 
-class L1Shrinkage(_MaskedTraining):
+class L1Shrinkage(MaskedTraining):
     _saved_ks = ("floor_k",)
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,
@@ -258,7 +258,7 @@ class L1Shrinkage(_MaskedTraining):
             super().set(**hyper)
 
     @torch.no_grad()
-    def _update_mask(self) -> None:
+    def update_mask(self) -> None:
         events = self._no_events()
         for i, (layer, floor) in enumerate(zip(self.layers, self.floor_k)):
             th = layer.theta.view(-1).index_select(0, layer.active_idx)

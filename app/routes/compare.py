@@ -8,14 +8,14 @@ import time
 import numpy as np
 import streamlit as st
 
-from deepr_engine.background import BackgroundSession, Frame
-from deepr_engine.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
-from deepr_engine.data import DATASETS
+from deepr_engine.run.background import BackgroundSession, Frame
+from deepr_engine.run.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
+from deepr_engine.run.data import DATASETS
 
-from . import figures, raster
+from ..charts import figures, raster
 from .dashboard import (ALPHA_VALUES, HEARTBEAT, LR_VALUES, T_VALUES, _fmt, _nearest, draw_graph,
                         heartbeat)
-from .urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config
+from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config
 
 TICK = 0.5             # s between frames while playing (2-4 runs: a slower, steadier page)
 RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]

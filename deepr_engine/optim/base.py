@@ -1,0 +1,167 @@
+"""RewiringOptimizer: what every optimizer on rewired layers shares (docs/algorithms.md).
+
+One param group per rewired layer (keys: lr, alpha, temperature, gradient, ... and each method's
+own), plus one group for every other parameter of the model (biases, norms), which the same
+step trains with the chosen gradient rule and no L1, no noise.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import validate
+from ..layers import Rewired, rewired_layers
+
+GRADIENT_RULES = ("sgd", "momentum", "adam")
+
+
+def nonfinite_gradient() -> FloatingPointError:
+    return FloatingPointError("a gradient contains NaN or inf; the step was not taken and the "
+                              "parameters are unchanged")
+
+
+class RewiringOptimizer(torch.optim.Optimizer):
+    """What DeepR and SoftDeepR share: groups, the gradient rule, validation, state."""
+
+    def __init__(self, model: nn.Module, lr: float, alpha: float, temperature: float, *,
+                 gradient: str = "sgd", momentum: float = 0.9,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 seed: int | None = 0, check_finite: bool = True, **extra_defaults):
+        layers = rewired_layers(model)
+        if not layers:
+            raise ValueError("model has no rewired layers: call sparsify(model, ...) first")
+        self.layers: list[Rewired] = layers
+        defaults = dict(lr=lr, alpha=alpha, temperature=temperature, gradient=gradient,
+                        momentum=momentum, betas=tuple(betas), eps=eps, **extra_defaults)
+        self._check_hyper(defaults)
+        groups = [{"params": [layer.weight], "layer_index": i} for i, layer in enumerate(layers)]
+        rewired_ids = {id(layer.weight) for layer in layers}
+        others = [p for p in model.parameters() if id(p) not in rewired_ids and p.requires_grad]
+        if others:
+            groups.append({"params": others, "layer_index": None})
+        super().__init__(groups, defaults)
+        self.device = layers[0].theta.device
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(0 if seed is None else int(seed))
+        self.check_finite = check_finite
+        self.step_count = 0
+        self.last_events: list[dict[str, torch.Tensor]] = self._no_events()
+
+    # -- validation --------------------------------------------------------------------------
+    @staticmethod
+    def _check_hyper(h: dict) -> None:
+        if "lr" in h:
+            validate.finite("lr", h["lr"], low=0.0, low_open=True)
+        if "alpha" in h:
+            validate.finite("alpha", h["alpha"], low=0.0)
+        if "temperature" in h:
+            validate.finite("temperature", h["temperature"], low=0.0)
+        if "gradient" in h:
+            validate.choice("gradient", h["gradient"], GRADIENT_RULES)
+        if "momentum" in h:
+            validate.finite("momentum", h["momentum"], low=0.0, high=1.0, high_open=True)
+        if "betas" in h:
+            for i, b in enumerate(h["betas"]):
+                validate.finite(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True)
+        if "eps" in h:
+            validate.finite("eps", h["eps"], low=0.0, low_open=True)
+
+    @property
+    def rewired_groups(self) -> list[dict]:
+        return [g for g in self.param_groups if g["layer_index"] is not None]
+
+    def _no_events(self) -> list[dict[str, torch.Tensor]]:
+        if not hasattr(self, "_empty_index"):
+            self._empty_index = torch.empty(0, dtype=torch.long, device=self.layers[0].theta.device)
+        return [{"pruned": self._empty_index, "activated": self._empty_index} for _ in self.layers]
+
+    # -- the gradient rule (on the positions idx of a flat parameter; idx None = all) ---------
+    def _direction(self, group: dict, p: torch.Tensor, g: torch.Tensor,
+                   idx: torch.Tensor | None) -> torch.Tensor:
+        rule = group["gradient"]
+        if rule == "sgd":
+            return g
+        state = self.state[p]
+        if rule == "momentum":
+            buf = state.setdefault("momentum_buffer", torch.zeros_like(p)).view(-1)
+            b = (buf if idx is None else buf[idx]) * group["momentum"] + g
+            _put(buf, idx, b)
+            return b
+        beta1, beta2 = group["betas"]
+        state["step"] = state.get("step", 0) + 1
+        m_all = state.setdefault("exp_avg", torch.zeros_like(p)).view(-1)
+        v_all = state.setdefault("exp_avg_sq", torch.zeros_like(p)).view(-1)
+        m = (m_all if idx is None else m_all[idx]).mul(beta1).add_(g, alpha=1 - beta1)
+        v = (v_all if idx is None else v_all[idx]).mul(beta2).addcmul_(g, g, value=1 - beta2)
+        _put(m_all, idx, m)
+        _put(v_all, idx, v)
+        t = state["step"]
+        m_hat = m / (1 - beta1 ** t)
+        return m_hat / ((v / (1 - beta2 ** t)).sqrt_().add_(group["eps"]))
+
+    def _forget_moments(self, p: torch.Tensor, positions: torch.Tensor) -> None:
+        """A revived connection starts without gradient history."""
+        state = self.state.get(p)
+        if not state:
+            return
+        for key in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key].view(-1)[positions] = 0
+
+    @torch.no_grad()
+    def _step_dense_params(self) -> None:
+        for group in self.param_groups:
+            if group["layer_index"] is not None:
+                continue
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.view(-1).sub_(self._direction(group, p, p.grad.reshape(-1), None),
+                                    alpha=group["lr"])
+
+    def _assert_finite(self, rewired_grads: list[torch.Tensor]) -> None:
+        """Refuse a step on NaN/inf gradients before anything changes. Rewired layers pass the
+        gradient at their active positions only (the rest is never read)."""
+        if not self.check_finite:
+            return
+        grads = rewired_grads + [p.grad for g in self.param_groups if g["layer_index"] is None
+                                 for p in g["params"] if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            raise nonfinite_gradient()
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        sd["generator_state"] = self.generator.get_state()
+        sd["step_count"] = self.step_count
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        gen = state_dict.pop("generator_state", None)
+        step_count = state_dict.pop("step_count", 0)
+        super().load_state_dict(state_dict)
+        if gen is not None:
+            self.generator.set_state(gen.cpu() if hasattr(gen, "cpu") else gen)
+        self.step_count = int(step_count)
+
+    def set(self, **hyper) -> None:
+        """Change hyperparameters live (between steps) for every layer; validated first, so a
+        bad value changes nothing. Accepts lr, alpha, temperature, gradient, momentum, betas,
+        eps; the subclasses add their own (k / connectivity, theta_min)."""
+        unknown = set(hyper) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; "
+                             f"allowed: {sorted(self.defaults)}")
+        self._check_hyper(hyper)
+        for group in self.param_groups:
+            group.update(hyper)
+        self.defaults.update(hyper)
+
+
+def _put(dst: torch.Tensor, idx: torch.Tensor | None, values: torch.Tensor) -> None:
+    if idx is None:
+        dst.copy_(values)
+    else:
+        dst[idx] = values
+
+

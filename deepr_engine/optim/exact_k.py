@@ -1,0 +1,138 @@
+"""ExactK: the machinery of every method that keeps exactly K active connections per layer
+(or K in total with global_k): live K changes, activating and deactivating connections."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .. import validate
+from ..layers import Rewired, resolve_k
+from ..sampling import sample_dormant, smallest
+from .base import RewiringOptimizer
+
+class ExactK(RewiringOptimizer):
+    """Shared by every optimizer that keeps exactly K active connections per layer (or K in
+    total with global_k): live K changes, and the bookkeeping of activating and deactivating."""
+
+    def __init__(self, model: nn.Module, lr: float, alpha: float, temperature: float, *,
+                 k: int | Sequence[int] | None = None,
+                 connectivity: float | Sequence[float] | None = None, global_k: bool = False,
+                 **kw):
+        super().__init__(model, lr, alpha, temperature, **kw)
+        self.global_k = bool(global_k)
+        self.total_k = sum(layer.k for layer in self.layers)
+        for group, layer in zip(self.rewired_groups, self.layers):
+            group["k"] = layer.k
+        if k is not None or connectivity is not None:
+            self.set_k(k=k, connectivity=connectivity)
+            self.last_events = self._no_events()
+
+    def _sample_global(self, n: int, n_died: list[int]) -> torch.Tensor:
+        n_dormant = sum(l.n_positions - l.k for l in self.layers) + sum(n_died)
+        theta_all = torch.cat([l.theta.view(-1) for l in self.layers])
+        return sample_dormant(theta_all, n, n_dormant, self.generator)
+
+    def _split_global(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        out, start = [], 0
+        for layer in self.layers:
+            end = start + layer.n_positions
+            out.append(flat[(flat >= start) & (flat < end)] - start)
+            start = end
+        return out
+
+    # -- live K changes ----------------------------------------------------------------------
+    def set(self, *, k=None, connectivity=None, **hyper) -> None:
+        """Change lr, alpha, temperature, ... and/or K live. Raising K revives uniformly chosen
+        dormant connections at theta = 0; lowering it makes the active connections with the
+        smallest theta dormant. With global_k, k is one total (or connectivity one fraction of
+        all positions)."""
+        targets = None
+        if k is not None or connectivity is not None:
+            targets = self._k_targets(k, connectivity)  # validated before anything changes
+        if hyper:
+            super().set(**hyper)
+        if targets is not None:
+            self._apply_k(targets)
+
+    def set_k(self, k=None, connectivity=None) -> None:
+        self._apply_k(self._k_targets(k, connectivity))
+
+    def _k_targets(self, k, connectivity):
+        if self.global_k:
+            if isinstance(k, (list, tuple)) or isinstance(connectivity, (list, tuple)):
+                raise ValueError("with global_k=True, k must be one total and connectivity one "
+                                 "fraction of all positions")
+            total = sum(l.n_positions for l in self.layers)
+            return resolve_k(k, connectivity, total)
+        n = len(self.layers)
+        ks = validate.per_layer("k", k, n) if k is not None else [None] * n
+        cs = validate.per_layer("connectivity", connectivity, n) if connectivity is not None else [None] * n
+        return [resolve_k(k_i, c_i, layer.n_positions, name=f"k[{i}]")
+                for i, (layer, k_i, c_i) in enumerate(zip(self.layers, ks, cs))]
+
+    @torch.no_grad()
+    def _apply_k(self, targets) -> None:
+        events = self._no_events()
+        if self.global_k:
+            change = targets - self.total_k
+            if change > 0:
+                news = self._split_global(self._sample_global(change, [0] * len(self.layers)))
+                for i, new in enumerate(news):
+                    events[i]["activated"] = self._activate(self.layers[i], new)
+            elif change < 0:
+                th_all = torch.cat([l.theta.view(-1)[l.active_idx] for l in self.layers])
+                drop_all = smallest(th_all, -change)
+                start = 0
+                for i, layer in enumerate(self.layers):
+                    local = drop_all[(drop_all >= start) & (drop_all < start + layer.k)] - start
+                    start += layer.k
+                    events[i]["pruned"] = self._deactivate(layer, local)
+        else:
+            for i, (layer, k_new) in enumerate(zip(self.layers, targets)):
+                if k_new > layer.k:
+                    new = sample_dormant(layer.theta.view(-1), k_new - layer.k,
+                                         layer.n_positions - layer.k, self.generator)
+                    events[i]["activated"] = self._activate(layer, new)
+                elif k_new < layer.k:
+                    th = layer.theta.view(-1)[layer.active_idx]
+                    events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
+        self._sync_k(events)
+
+    def _sync_k(self, events: list[dict]) -> None:
+        """After the active sets changed: K in the groups and in total, and the events."""
+        for group, layer in zip(self.rewired_groups, self.layers):
+            group["k"] = layer.k
+        self.total_k = sum(layer.k for layer in self.layers)
+        self.last_events = events
+
+    def _activate(self, layer: Rewired, new: torch.Tensor) -> torch.Tensor:
+        layer.theta.view(-1)[new] = 0
+        layer.weight.view(-1)[new] = 0
+        self._forget_moments(layer.weight, new)
+        layer.active_idx = torch.cat([layer.active_idx, new])
+        return new
+
+    def _deactivate(self, layer: Rewired, slots: torch.Tensor) -> torch.Tensor:
+        idx = layer.active_idx
+        gone = idx[slots]
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[slots] = False
+        layer.theta.view(-1)[gone] = -torch.finfo(layer.theta.dtype).tiny
+        layer.weight.view(-1)[gone] = 0
+        layer.active_idx = idx[keep]
+        return gone
+
+    def state_dict(self) -> dict:
+        sd = super().state_dict()
+        sd["total_k"] = self.total_k
+        return sd
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        total = state_dict.pop("total_k", None)
+        super().load_state_dict(state_dict)
+        self.total_k = int(total) if total is not None else sum(l.k for l in self.layers)
+
+
