@@ -24,6 +24,7 @@ class RunConfig:
     noise: float = 0.1              # 2-D sets only
     data_root: str = ""             # MNIST / Fashion-MNIST folder ('' = default cache)
     download: bool = False
+    val_fraction: float = 0.0       # share of the training data held out for validation (sweeps)
     # model
     model: str = "mlp"              # mlp, or conv (two rewired conv layers, image data)
     hidden: list[int] = field(default_factory=lambda: [64, 32])
@@ -59,6 +60,7 @@ class RunConfig:
         validate.choice("dataset", self.dataset, DATASETS)
         validate.integer("n_samples", self.n_samples, low=20, high=1_000_000)
         validate.finite("noise", self.noise, low=0.0, high=10.0)
+        validate.finite("val_fraction", self.val_fraction, low=0.0, high=0.5)
         validate.choice("model", self.model, MODEL_KINDS)
         if not isinstance(self.hidden, (list, tuple)) or len(self.hidden) > 8:
             raise ValueError(f"hidden must be a list of at most 8 layer sizes, got {self.hidden!r}")

@@ -42,6 +42,8 @@ class Dataset:
     y_test: torch.Tensor
     n_classes: int
     image_shape: tuple[int, int] | None = None  # (height, width) for image data
+    x_val: torch.Tensor | None = None             # carved from the training data (val_fraction)
+    y_val: torch.Tensor | None = None
 
     @property
     def n_features(self) -> int:
@@ -58,9 +60,30 @@ def default_data_root() -> Path:
 
 def load_dataset(name: str, *, n_samples: int = 1000, noise: float = 0.1, seed: int = 0,
                  test_fraction: float = 0.25, device: str | torch.device = "cpu",
-                 root: str | Path | None = None, download: bool = False) -> Dataset:
+                 root: str | Path | None = None, download: bool = False,
+                 val_fraction: float = 0.0) -> Dataset:
     """Load or generate a data set, split it with a seeded shuffle, normalise it, and put it on
-    the device. Images are scaled to [0, 1]; 2-D sets are standardised with train statistics."""
+    the device. Images are scaled to [0, 1]; 2-D sets are standardised with train statistics.
+    val_fraction > 0 moves that share of the training examples (seeded) into x_val / y_val:
+    hyperparameters are chosen there, the test split is never looked at."""
+    validate.finite("val_fraction", val_fraction, low=0.0, high=0.5)
+    return _to(_split_validation(_load(name, n_samples, noise, seed, test_fraction, root, download),
+                                 val_fraction, seed), device)
+
+
+def _split_validation(ds: Dataset, val_fraction: float, seed: int) -> Dataset:
+    if val_fraction <= 0:
+        return ds
+    n = len(ds.x_train)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
+    n_val = max(1, int(round(n * val_fraction)))
+    val, train = order[:n_val], order[n_val:]
+    ds.x_val, ds.y_val = ds.x_train[val], ds.y_train[val]
+    ds.x_train, ds.y_train = ds.x_train[train], ds.y_train[train]
+    return ds
+
+
+def _load(name, n_samples, noise, seed, test_fraction, root, download) -> Dataset:
     validate.choice("dataset", name, DATASETS)
     validate.integer("n_samples", n_samples, low=20, high=1_000_000)
     validate.finite("noise", noise, low=0.0, high=10.0)
@@ -73,7 +96,7 @@ def load_dataset(name: str, *, n_samples: int = 1000, noise: float = 0.1, seed: 
                      torch.from_numpy(ytr.astype(np.int64)),
                      torch.from_numpy(xte.reshape(len(xte), -1).astype(np.float32) / 255.0),
                      torch.from_numpy(yte.astype(np.int64)), 10, tuple(xtr.shape[1:]))
-        return _to(ds, device)
+        return ds
     rng = np.random.default_rng(seed)
     if name == "digits":
         from sklearn.datasets import load_digits
@@ -93,13 +116,14 @@ def load_dataset(name: str, *, n_samples: int = 1000, noise: float = 0.1, seed: 
     ds = Dataset(name, torch.tensor(xtr, dtype=torch.float32), torch.tensor(y[train], dtype=torch.long),
                  torch.tensor(xte, dtype=torch.float32), torch.tensor(y[test], dtype=torch.long),
                  n_classes, shape)
-    return _to(ds, device)
+    return ds
 
 
 def _to(ds: Dataset, device) -> Dataset:
     dev = torch.device(device)
-    for f in ("x_train", "y_train", "x_test", "y_test"):
-        setattr(ds, f, getattr(ds, f).to(dev))
+    for f in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val"):
+        if getattr(ds, f) is not None:
+            setattr(ds, f, getattr(ds, f).to(dev))
     return ds
 
 

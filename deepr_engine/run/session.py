@@ -70,7 +70,8 @@ class TrainingSession:
         self.device = auto_device(config.device)
         self.data = data or load_dataset(
             config.dataset, n_samples=config.n_samples, noise=config.noise, seed=config.seed,
-            device=self.device, root=config.data_root or None, download=config.download)
+            device=self.device, root=config.data_root or None, download=config.download,
+            val_fraction=config.val_fraction)
         self.model = build_model(config, self.data.n_features, self.data.n_classes,
                                  self.data.image_shape).to(self.device)
         self.layers: list[Rewired] = rewired_layers(self.model)
@@ -149,21 +150,28 @@ class TrainingSession:
             self.paused_reason = None
 
     @torch.no_grad()
+    def _accuracy_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        was = self.model.training
+        self.model.eval()
+        correct, total_loss = 0.0, 0.0
+        for s in range(0, len(x), 4096):
+            out = self.model(x[s:s + 4096])
+            total_loss += float(nn.functional.cross_entropy(out, y[s:s + 4096], reduction="sum"))
+            correct += float((out.argmax(1) == y[s:s + 4096]).sum())
+        self.model.train(was)
+        return correct / len(x), total_loss / len(x)
+
     def evaluate(self) -> dict:
+        """Test accuracy and loss (recorded in telemetry), and validation accuracy and loss
+        when the config holds out a validation split."""
         with self.lock:
-            was = self.model.training
-            self.model.eval()
-            correct, total_loss = 0.0, 0.0
-            x, y = self.data.x_test, self.data.y_test
-            for s in range(0, len(x), 4096):
-                out = self.model(x[s:s + 4096])
-                total_loss += float(nn.functional.cross_entropy(out, y[s:s + 4096], reduction="sum"))
-                correct += float((out.argmax(1) == y[s:s + 4096]).sum())
-            self.model.train(was)
-            acc, loss = correct / len(x), total_loss / len(x)
-            self.last.update(test_acc=acc, test_loss=loss)
+            acc, loss = self._accuracy_loss(self.data.x_test, self.data.y_test)
+            out = {"test_acc": acc, "test_loss": loss}
+            if self.data.x_val is not None:
+                out["val_acc"], out["val_loss"] = self._accuracy_loss(self.data.x_val, self.data.y_val)
+            self.last.update(out)
             self.telemetry.record_eval(self.step_count, acc, loss, self.dead_units())
-            return {"test_acc": acc, "test_loss": loss}
+            return out
 
     def dead_units(self) -> list[int]:
         """Per hidden layer: units with no incoming or no outgoing active connection."""
