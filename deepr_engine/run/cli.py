@@ -1,13 +1,16 @@
 """Command line: python -m deepr_engine train --preset digits-demo [--FIELD VALUE ...]
+and python -m deepr_engine sweep --preset digits-demo --grid alpha=1e-5,1e-4 --seeds 2 --out DIR
 
-Every RunConfig field is a flag (lists comma-separated, booleans true/false). Writes a run
-folder with checkpoint.safetensors and metrics.csv and prints the final test accuracy.
-Bad flags or values: one line naming the field and what is allowed, exit code 2.
+Every RunConfig field is a flag (lists comma-separated, booleans true/false). train writes a
+run folder with checkpoint.safetensors and metrics.csv and prints the final test accuracy;
+sweep writes DIR/results.csv (deepr_engine.run.sweep). Bad flags or values: one line naming
+the field and what is allowed, exit code 2.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 import time
 import typing
@@ -15,6 +18,79 @@ from pathlib import Path
 
 from . import checkpoint
 from .config import PRESETS, RunConfig, preset
+
+RUN_FILES = ("checkpoint.safetensors", "metrics.csv")
+
+
+def _algorithms() -> str:
+    try:
+        from .registry import names
+        return ", ".join(names())
+    except ImportError:
+        from .config import ALGORITHMS
+        return ", ".join(ALGORITHMS)
+
+
+# What each RunConfig flag means; (low, high, open low) is the range RunConfig.validate()
+# allows (tests/test_cli.py probes both ends), a string lists the choices.
+FIELD_HELP: dict[str, tuple[str, object]] = {
+    "dataset": ("data set", "digits, spiral, moons, circles, xor, blobs, mnist, fashion-mnist"),
+    "n_samples": ("examples generated (2-D sets only)", (20, 1_000_000, False)),
+    "noise": ("label noise / spread of the 2-D sets", (0.0, 10.0, False)),
+    "data_root": ("folder with the MNIST / Fashion-MNIST IDX files ('' = $DEEPR_DATA or "
+                  "~/.cache/deepr_studio)", "a path"),
+    "download": ("fetch MNIST / Fashion-MNIST when the files are missing", "true or false"),
+    "val_fraction": ("share of the training data held out (seeded) as a validation split; "
+                     "sweeps select on it", (0.0, 0.5, False)),
+    "model": ("network kind", "mlp, conv (two rewired conv layers; image data)"),
+    "hidden": ("hidden layer sizes, comma-separated", "up to 8 sizes, each 1-4096"),
+    "activation": ("hidden unit nonlinearity", "relu, tanh, sigmoid"),
+    "bias": ("dense (never rewired) biases in every layer", "true or false"),
+    "connectivity": ("fraction of each rewired layer's positions active (K): one value for all "
+                     "layers or one per layer", "each in (0, 1]"),
+    "distribution": ("how one connectivity value is spread over the layers", "uniform, erk"),
+    "algorithm": ("training method", "ALGORITHMS"),
+    "lr": ("learning rate eta (also scales L1 pull lr*alpha and noise sqrt(2 lr T))",
+           (0.0, 100.0, True)),
+    "lr_decay": ("lr multiplied by this after every epoch", (0.0, 1.0, True)),
+    "alpha": ("L1 strength: pull lr*alpha per step on every active theta; sets the turnover",
+              (0.0, 100.0, False)),
+    "temperature": ("T: noise std sqrt(2 lr T) per step on active thetas", (0.0, 100.0, False)),
+    "noise_scale": ("> 0: T = lr * noise_scale^2 / 2, tracking lr (the reference script's g)",
+                    (0.0, 100.0, False)),
+    "theta_min": ("soft-Deep R's floor for theta (0 = rule of thumb from the connectivity)",
+                  (None, 0.0, False)),
+    "global_k": ("one K for the whole network instead of one per layer", "true or false"),
+    "gradient": ("gradient term of the update", "sgd, momentum, adam"),
+    "batch_size": ("examples per step", (1, 100_000, False)),
+    "update_every": ("SET / RigL: steps between mask updates (magnitude: between pruning "
+                     "events)", (1, 10**9, False)),
+    "drop_fraction": ("SET / RigL: fraction of active connections dropped and regrown per "
+                      "update", (0.0, 1.0, False)),
+    "t_end": ("RigL: last update step (0 = 3/4 of steps)", (0, 10**12, False)),
+    "prune_at": ("magnitude pruning: first pruning step (0 = half of steps)", (0, 10**12, False)),
+    "prune_events": ("magnitude pruning: reach the target in this many events", (1, 1000, False)),
+    "l1_threshold": ("L1 shrinkage: |w| at or below this is removed for good", (0.0, None, False)),
+    "seed": ("seed of data split, init, batches and noise (CPU runs are bit-identical)",
+             (0, 2**63 - 1, False)),
+    "eval_every": ("steps between test evaluations", (1, 10**9, False)),
+    "steps": ("steps to train; with --resume, steps ADDED to the run", (0, 10**9, False)),
+    "device": ("where to train", "auto, cpu, cuda, cuda:N"),
+}
+
+
+def _range_text(spec) -> str:
+    if isinstance(spec, str):
+        return _algorithms() if spec == "ALGORITHMS" else spec
+    low, high, low_open = spec
+    lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+    hi = "inf)" if high is None else f"{high:g}]"
+    return f"{lo}, {hi}"
+
+
+def _field_help(name: str) -> str:
+    meaning, spec = FIELD_HELP.get(name, ("a RunConfig field", "see RunConfig"))
+    return f"{meaning}; allowed: {_range_text(spec)} (default from the preset)".replace("%", "%%")
 
 
 class UsageError(Exception):
@@ -54,45 +130,166 @@ def _converter(name: str, typ):
     return conv
 
 
+def _threads(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"--threads takes an integer in [1, 256], got {text!r}")
+    return n
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_converter(f.name, hints[f.name]),
+                       default=None, help=_field_help(f.name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m deepr_engine", description="Deep R training from the command line")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    t = sub.add_parser("train", help="train a run and write a run folder")
-    t.add_argument("--preset", default="digits-demo", help=f"one of {', '.join(PRESETS)}")
-    t.add_argument("--resume", help="continue from a run folder or checkpoint file")
-    t.add_argument("--out", help="run folder (default runs/<preset>-<time>)")
+    t = sub.add_parser("train", help="train a run and write a run folder",
+                       description="Train one run and write a run folder (checkpoint.safetensors, "
+                                   "metrics.csv). Every config flag defaults to the preset's value.")
+    t.add_argument("--preset", default="digits-demo", help=f"starting config; one of {', '.join(PRESETS)}")
+    t.add_argument("--resume", help="continue from a run folder or checkpoint file; --steps then "
+                                    "adds that many steps, other flags change live hyperparameters")
+    t.add_argument("--out", help="run folder to write (default: the --resume folder, or "
+                                 "runs/<preset>-<time>); must not be a file or hold another run "
+                                 "unless --force")
+    t.add_argument("--force", action="store_true", help="overwrite the run already in --out")
+    t.add_argument("--threads", type=_threads, default=1,
+                   help="torch CPU threads, integer in [1, 256] (default 1: on a busy machine "
+                        "more threads than free cores make training many times slower)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    hints = typing.get_type_hints(RunConfig)
-    for f in dataclasses.fields(RunConfig):
-        t.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_converter(f.name, hints[f.name]),
-                       default=None, help="(default from the preset)")
+    _config_flags(t)
+
+    s = sub.add_parser("sweep", help="run many trials (grid / random search, seeds) on Ray Tune",
+                       description="Tune RunConfig fields over many runs on Ray Tune. Each trial "
+                                   "holds out --val-fraction (default 0.2) of the training data, "
+                                   "is selected on val_acc and reports test_acc beside it. "
+                                   "Re-running with the same --out skips finished trials.")
+    s.add_argument("--preset", default="digits-demo", help=f"base config; one of {', '.join(PRESETS)}")
+    s.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                   help="grid values of a RunConfig field (repeatable; list fields take '/' "
+                        "inside a value: --grid hidden=64/32,100)")
+    s.add_argument("--random", action="append", default=[], metavar="FIELD=log:LOW:HIGH",
+                   help="random-search range of a numeric field: log:LOW:HIGH (log-uniform, "
+                        "0 < LOW < HIGH) or uniform:LOW:HIGH (repeatable)")
+    s.add_argument("--samples", type=int, default=None,
+                   help="random samples per grid point, integer in [1, 100000] (default 8 with --random)")
+    s.add_argument("--seeds", type=int, default=1,
+                   help="seeds per setting (the base seed, +1, ...), integer in [1, 1000]")
+    s.add_argument("--sample-seed", type=int, default=0, help="seed of the random-search draws")
+    s.add_argument("--out", help="sweep folder for results.csv (default runs/sweep-<time>)")
+    s.add_argument("--address", default=None,
+                   help="join an existing Ray cluster (e.g. ray://head:10001 or auto); default: "
+                        "a local Ray on this machine's cores")
+    s.add_argument("--asha", action="store_true",
+                   help="early stopping (ASHA on val_acc, 10 rungs per trial): weak trials stop "
+                        "early, their rows say status stopped")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="Ray CPUs per trial, in (0, 64] (each trial uses one torch thread)")
+    s.add_argument("--quiet", action="store_true", help="no progress lines")
+    _config_flags(s)
     return p
+
+
+def _check_out(out: Path, force: bool, resume_src: Path | None) -> None:
+    """Refuse a file, or a folder that already holds another run (unless forced)."""
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--out {out}: {parent} is a file; --out must be a folder")
+    same = resume_src is not None and out.resolve() == resume_src.resolve()
+    if out.is_dir() and not force and not same and any((out / f).exists() for f in RUN_FILES):
+        hint = "continue it with --resume {0}" if resume_src is None else "write elsewhere"
+        raise UsageError(f"--out {out} already holds a run; {hint.format(out)}, or pass --force "
+                         f"to overwrite it")
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "sweep":
+            return _sweep(args)
+        import torch
+        torch.set_num_threads(args.threads)
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
                      if getattr(args, f.name) is not None}
         if args.resume:
             src = Path(args.resume)
             ckpt = src / "checkpoint.safetensors" if src.is_dir() else src
+            folder = src if src.is_dir() else src.parent
+            out = Path(args.out) if args.out else folder
+            _check_out(out, args.force, folder)
             session = checkpoint.load(ckpt)
             live = {k: v for k, v in overrides.items() if k not in ("steps",)}
             if live:
                 session.set_hyperparams(**live)
-            steps = overrides.get("steps", session.config.steps)
-            out = Path(args.out) if args.out else (src if src.is_dir() else src.parent)
+            steps = overrides.get("steps", session.config.steps)   # steps added to the run
         else:
+            out = Path(args.out) if args.out else Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            _check_out(out, args.force, None)
             cfg = preset(args.preset).replace(**overrides)
             from .session import TrainingSession
             session = TrainingSession(cfg)
             steps = cfg.steps
-            out = Path(args.out) if args.out else Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return _train(session, steps, out, args.quiet)
+
+
+def _sweep(args) -> int:
+    from . import sweep
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                 if getattr(args, f.name) is not None}
+    grid, rand = {}, {}
+    for spec in args.grid:
+        name, values = sweep.parse_grid(spec)
+        if name in grid:
+            raise UsageError(f"--grid {name} given twice; list all its values in one --grid")
+        grid[name] = values
+    for spec in args.random:
+        name, r = sweep.parse_random(spec)
+        if name in rand:
+            raise UsageError(f"--random {name} given twice")
+        rand[name] = r
+    samples = args.samples if args.samples is not None else (8 if rand else 0)
+    if not 0 < args.cpus_per_trial <= 64:
+        raise UsageError(f"--cpus-per-trial must be in (0, 64], got {args.cpus_per_trial:g}")
+    base = preset(args.preset).replace(**overrides)
+    if "val_fraction" in overrides and overrides["val_fraction"] == 0:
+        raise UsageError("--val-fraction must be in (0, 0.5] in a sweep: trials are selected on validation")
+    trials = sweep.build_trials(base, grid, rand, samples, args.seeds, args.sample_seed)
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--out {out}: {parent} is a file; --out must be a folder")
+
+    def stop(signum, frame):   # a terminated sweep shuts its local Ray down on the way out
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        rows = sweep.run_trials(trials, list(grid) + list(rand), out, address=args.address,
+                                asha=args.asha, cpus_per_trial=args.cpus_per_trial,
+                                progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"sweep stopped; finished trials are in {out / 'results.csv'} (re-run to continue)",
+              file=sys.stderr)
+        return 130
+    ok = [r for r in rows if r.get("status") == "ok"]
+    by = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "diverged", "stopped", "error")}
+    print(f"{len(rows)} trials ({', '.join(f'{v} {k}' for k, v in by.items() if v)}); "
+          f"results in {out / 'results.csv'}")
+    if ok:
+        best = max(ok, key=lambda r: float(r["val_acc"]))
+        setting = " ".join(f"{f}={best[f]}" for f in list(grid) + list(rand))
+        print(f"best on validation: {setting or 'base'} seed={best['seed']}: val {float(best['val_acc']):.4f}, "
+              f"test {float(best['test_acc']):.4f}")
+    return 0
 
 
 def _train(session, steps: int, out: Path, quiet: bool) -> int:
