@@ -1,9 +1,15 @@
 """Rewired layers: every weight position k has a parameter theta_k and a fixed sign s_k.
 
 Position k is active iff theta_k >= 0, and then its weight is s_k * theta_k; a dormant position
-has weight exactly 0. The layer's ordinary `weight` Parameter holds these effective weights, so
-the forward and backward passes cost what a dense layer costs; the optimizers in `optim.py` keep
-`weight` in sync with `theta` and only touch the K active positions (`active_idx`).
+has weight exactly 0 (docs/algorithms.md). The layer's ordinary `weight` Parameter holds these
+effective weights, so the forward and backward passes cost what a dense layer costs; the
+optimizers keep `weight` in sync with `theta` and only touch the K active positions
+(`active_idx`) through the small interface below (gather_active, write_active, replace_slots,
+sample_dormant), which a layer that stores only its active connections can implement too.
+
+Every writer bumps `version` (optimizers, sync_weight, loading): caches of the optimizers are
+keyed on it. A write to `weight` from anywhere else (another torch.optim optimizer, say) is
+noticed by `check_weight()` at the optimizer's next step.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import torch
 from torch import nn
 
 from . import validate
+from .sampling import sample_dormant
 
 
 class Rewired:
@@ -22,6 +29,8 @@ class Rewired:
     theta: torch.Tensor       # same shape as weight; active iff >= 0
     sign: torch.Tensor        # same shape as weight; +1 or -1, fixed for life
     active_idx: torch.Tensor  # flat indices of the active positions (int64, K of them)
+    version: int = 0          # bumped by every write through this interface
+    _weight_version: int = -1  # torch's counter of `weight` after our last write
 
     def init_rewiring(self, k: int, generator: torch.Generator) -> None:
         """Reference initialisation (spec): w0 ~ N(0, 1/n_in), sign = sign(w0), exactly k positions
@@ -71,12 +80,69 @@ class Rewired:
         return torch.where(self.theta >= 0, self.sign * self.weight.grad,
                            torch.zeros_like(self.theta))
 
+    # -- what the optimizers use (O(K) per call) ---------------------------------------------
+    def gather_active(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """theta and sign of the active connections, in active_idx (slot) order."""
+        idx = self.active_idx
+        return self.theta.view(-1).index_select(0, idx), self.sign.view(-1).index_select(0, idx)
+
+    def active_grad(self) -> torch.Tensor | None:
+        """dE/dw of the active connections (slot order); None before the first backward."""
+        if self.weight.grad is None:
+            return None
+        return self.weight.grad.view(-1).index_select(0, self.active_idx)
+
+    def write_active(self, theta_active: torch.Tensor, weight_active: torch.Tensor) -> None:
+        """Store theta and weight (= sign * max(theta, 0)) of the active slots."""
+        idx = self.active_idx
+        self.theta.view(-1).index_copy_(0, idx, theta_active)
+        self.weight.view(-1).index_copy_(0, idx, weight_active)
+        self.touch()
+
+    def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
+        """The connections in `slots` of active_idx are dormant now (their theta < 0 and weight
+        0 were written already); the dormant positions `new` take those slots, at theta 0
+        (their weight is 0 already: they were dormant)."""
+        self.theta.view(-1).index_fill_(0, new, 0)
+        self.active_idx.index_copy_(0, slots, new)
+        self.touch()
+
+    def sample_dormant(self, n: int, n_dormant: int, generator: torch.Generator) -> torch.Tensor:
+        """n distinct positions uniformly among those with theta < 0 (n_dormant of them)."""
+        return sample_dormant(self.theta.view(-1), n, n_dormant, generator)
+
+    def sign_at(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.sign.view(-1).index_select(0, positions)
+
     # -- bookkeeping -------------------------------------------------------------------------
+    def touch(self) -> None:
+        """Called by every writer after it changed theta, sign, weight or active_idx."""
+        self.version += 1
+        self._weight_version = self.weight._version
+
+    def check_weight(self) -> None:
+        """Raise if `weight` was written by something other than the rewiring interface (it
+        must stay sign * relu(theta); a plain torch.optim optimizer over model.parameters()
+        would break that)."""
+        if self.weight._version != self._weight_version:
+            raise RuntimeError(
+                f"the weight of {type(self).__name__} {tuple(self.weight.shape)} was changed "
+                "outside its rewiring optimizer (for example by another torch.optim optimizer "
+                "given model.parameters()). Its weight must equal sign * relu(theta): give other "
+                "optimizers only the parameters that are not rewired, or, after editing theta "
+                "on purpose, call layer.sync_weight().")
+
     @torch.no_grad()
     def sync_weight(self) -> None:
         """Rebuild `weight` and `active_idx` from theta (O(all positions); not used per step)."""
         self.weight.copy_(self.effective_weight())
         self.active_idx = torch.nonzero(self.theta.view(-1) >= 0).view(-1)
+        self.touch()
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)  # .to(device) / .double(): new tensors
+        self.touch()
+        return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # K may differ between the saved and the current layer: resize before the copy.
@@ -84,6 +150,7 @@ class Rewired:
         if key in state_dict:
             self.active_idx = torch.empty_like(state_dict[key], device=self.active_idx.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.touch()
 
 
 class SparseLinear(Rewired, nn.Linear):

@@ -20,8 +20,3 @@ def theta_density(grid: np.ndarray, alpha: float, temperature: float,
     norm = scale + abs(theta_min)
     return np.where(grid >= 0, np.exp(-np.clip(grid, 0, None) / scale) / norm,
                     np.where(grid >= theta_min, 1.0 / norm, 0.0))
-
-
-def p_active(alpha: float, temperature: float, theta_min: float) -> float:
-    scale = temperature / alpha
-    return scale / (scale + abs(theta_min))

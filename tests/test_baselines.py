@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from deepr_engine import sparsify
-from deepr_engine.optim.baselines import (SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse,
-                                    grow_by_gradient, grow_uniform)
+from deepr_engine.optim import SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse
 from deepr_engine.run.checkpoint import load, to_bytes
-from deepr_engine.run.config import ALGORITHMS, preset
+from deepr_engine.run.config import preset
+from deepr_engine.run.registry import names as algorithm_names
 from deepr_engine import distribute_connectivity
 from deepr_engine.run.session import TrainingSession
 from helpers import assert_nan_gradient_refused
@@ -88,7 +88,7 @@ def test_set_drops_the_smallest_magnitudes_and_regrows_elsewhere_at_zero():
         order = torch.argsort(w)
         assert w[order[n]] > w[order[n - 1]]  # no tie at the cut (else the set is ambiguous)
         expected_drop.append(set(layer.active_idx[order[:n]].tolist()))
-    opt.drop_and_grow([round(0.25 * l.k) for l in opt.layers], grow_uniform)
+    opt.drop_and_grow([round(0.25 * l.k) for l in opt.layers])
     for layer, ev, old, drop in zip(opt.layers, opt.last_events, before, expected_drop):
         assert set(ev["pruned"].tolist()) == drop
         grown = set(ev["activated"].tolist())
@@ -106,7 +106,7 @@ def test_set_regrowth_is_uniform_over_inactive_positions():
     state = (layer.theta.clone(), layer.active_idx.clone(), layer.weight.detach().clone())
     opt = SET(model, lr=0.1, drop_fraction=0.1, seed=11)
     for _ in range(2000):
-        opt.drop_and_grow([2], grow_uniform)
+        opt.drop_and_grow([2])
         np.add.at(counts, opt.last_events[0]["activated"].numpy(), 1)
         with torch.no_grad():  # back to the same state for the next independent draw
             layer.theta.copy_(state[0])
@@ -128,7 +128,7 @@ def test_rigl_grows_where_the_dense_gradient_is_largest():
     for layer in opt.layers:  # a known gradient: position p gets |grad| = p
         layer.weight.grad = torch.arange(layer.n_positions, dtype=torch.float32).view_as(layer.weight)
     n = [round(0.3 * l.k) for l in opt.layers]
-    opt.drop_and_grow(n, grow_by_gradient)
+    opt.drop_and_grow(n)
     for layer, ev, old, n_i in zip(opt.layers, opt.last_events, before, n):
         staying = old - set(ev["pruned"].tolist())
         candidates = [p for p in range(layer.n_positions) if p not in staying]
@@ -233,10 +233,9 @@ def test_signed_weights_may_change_sign():
     model = net(connectivity=1.0, sizes=(4, 2))
     opt = StaticSparse(model, lr=1.0)
     layer = opt.layers[0]
-    with torch.no_grad():
-        layer.weight.fill_(0.1)
-        layer.theta.fill_(0.1)
-        layer.sign.fill_(1.0)
+    layer.theta.fill_(0.1)
+    layer.sign.fill_(1.0)
+    layer.sync_weight()  # an edit of theta on purpose: weight follows
     layer.weight.grad = torch.full_like(layer.weight, 0.3)
     opt.step()
     assert torch.allclose(layer.weight.detach(), torch.full_like(layer.weight, -0.2))
@@ -256,7 +255,7 @@ def test_erk_distribution_matches_the_total_and_favours_small_layers():
         distribute_connectivity(shapes, 0.2, "gaussian")
 
 
-@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a not in ("deepr", "soft-deepr")])
+@pytest.mark.parametrize("algorithm", [a for a in algorithm_names() if a not in ("deepr", "soft-deepr")])
 def test_every_method_runs_in_a_session_and_resumes_bit_identically(algorithm):
     cfg = preset("spiral-demo").replace(algorithm=algorithm, steps=40, update_every=10, prune_at=20,
                                         connectivity=[0.3], distribution="erk")

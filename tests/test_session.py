@@ -1,5 +1,4 @@
 """Data, presets, TrainingSession, telemetry bounds, checkpoints, CLI."""
-import threading
 
 import numpy as np
 import pytest
@@ -169,26 +168,23 @@ def test_divergence_pauses_and_keeps_the_last_good_state():
     assert s.step(3) == 3 and s.paused_reason is None
 
 
-def test_snapshot_from_another_thread_while_a_worker_steps():
-    s = TrainingSession(small())
-    stop = threading.Event()
-
-    def work():
-        while not stop.is_set():
-            s.step(5)
-
-    t = threading.Thread(target=work)
-    t.start()
-    try:
-        for _ in range(30):
-            snap = s.snapshot()
-            for layer in snap["layers"]:
-                assert int(layer["active"].sum()) == layer["k"]
-                assert np.array_equal(layer["weight"] != 0, layer["active"] & (layer["theta"] != 0))
-    finally:
-        stop.set()
-        t.join()
-    assert s.step_count > 0
+def test_views_are_detached_and_carry_every_rewiring_event_since_the_previous_view():
+    s = TrainingSession(small(temperature=1e-4, alpha=1e-2))
+    s.snapshot()  # takes the events so far
+    before = s.telemetry.total_pruned
+    s.step(40)
+    v = s.snapshot()
+    n_pruned = s.telemetry.total_pruned - before
+    assert n_pruned > 0 and sum(len(l.pruned) for l in v.layers) == n_pruned
+    assert sum(len(l.activated) for l in v.layers) == n_pruned  # exact K: as many revived
+    for lv, layer in zip(v.layers, s.layers):
+        assert int(lv.active_mask().sum()) == lv.k == layer.k
+        assert np.array_equal(lv.weight() != 0, lv.active_mask() & (lv.theta != 0))
+        assert np.array_equal(lv.active_theta, lv.theta.reshape(-1)[lv.active_pos])
+        assert len(lv.pruned_age) == len(lv.pruned) and np.all((lv.pruned_age >= 0) & (lv.pruned_age <= 40))
+    v.layers[0].theta[...] = 5.0  # a view never aliases the run
+    assert not bool((s.layers[0].theta == 5.0).any())
+    assert all(l.pruned.size == 0 for l in s.snapshot().layers)  # nothing new since
 
 
 def test_telemetry_counts_lifetimes_and_tracking():
@@ -254,7 +250,7 @@ def test_corrupt_or_foreign_files_are_refused(tmp_path):
         with pytest.raises(ValueError, match="checkpoint|safetensors"):
             checkpoint.load(data)
     tensors = st_load(bytes(blob))
-    meta = checkpoint._metadata(bytes(blob))
+    meta = checkpoint.read_metadata(bytes(blob))
     meta["config"] = meta["config"].replace('"hidden": [32, 16]', '"hidden": [32, 17]')
     tampered = st_save(tensors, metadata=meta)
     with pytest.raises(ValueError, match="damaged or incompatible"):

@@ -193,7 +193,7 @@ def test_nan_gradient_with_adam_leaves_optimizer_state_unchanged(cls):
 def test_soft_set_with_an_unknown_key_changes_nothing():
     soft = SoftDeepR(mlp((20, 30, 10), connectivity=0.2), lr=0.1, alpha=1e-3, temperature=1e-4)
     groups = copy.deepcopy(soft.param_groups)
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="no hyperparameter"):
         soft.set(theta_min=-0.3, temperature=2e-4, nonsense=1)
     assert [{k: v for k, v in g.items() if k != "params"} for g in soft.param_groups] == \
            [{k: v for k, v in g.items() if k != "params"} for g in groups]

@@ -20,19 +20,50 @@ def nonfinite_gradient() -> FloatingPointError:
                               "parameters are unchanged")
 
 
-class RewiringOptimizer(torch.optim.Optimizer):
-    """What DeepR and SoftDeepR share: groups, the gradient rule, validation, state."""
+def _positive(name):
+    return lambda v: validate.finite(name, v, low=0.0, low_open=True)
 
-    def __init__(self, model: nn.Module, lr: float, alpha: float, temperature: float, *,
-                 gradient: str = "sgd", momentum: float = 0.9,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 seed: int | None = 0, check_finite: bool = True, **extra_defaults):
+
+def _non_negative(name):
+    return lambda v: validate.finite(name, v, low=0.0)
+
+
+def _unit(name):
+    return lambda v: validate.finite(name, v, low=0.0, high=1.0, high_open=True)
+
+
+def _betas(v):
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        raise ValueError(f"betas must be two numbers in [0, 1), got {v!r}")
+    for i, b in enumerate(v):
+        validate.finite(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True)
+
+
+class RewiringOptimizer(torch.optim.Optimizer):
+    """What every optimizer on rewired layers shares: param groups, the gradient rule,
+    validated live changes, state.
+
+    A subclass names its own hyperparameters in `HYPER` (name -> check); only those, the
+    learning rate and the gradient rule's settings are accepted by the constructor and by
+    `set()`: a method refuses a hyperparameter it does not have. They live in every param
+    group, so LR schedulers, `set()` and `state_dict()` see them.
+    """
+
+    HYPER: dict = {}  # the method's own hyperparameters: name -> check(value)
+    SET_ONLY: tuple[str, ...] = ()  # what set() takes besides (K, targets), for the message
+    COMMON = {"lr": _positive("lr"),
+              "gradient": lambda v: validate.choice("gradient", v, GRADIENT_RULES),
+              "momentum": _unit("momentum"), "betas": _betas, "eps": _positive("eps")}
+
+    def __init__(self, model: nn.Module, lr: float, *, gradient: str = "sgd",
+                 momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, seed: int | None = 0, check_finite: bool = True, **hyper):
         layers = rewired_layers(model)
         if not layers:
             raise ValueError("model has no rewired layers: call sparsify(model, ...) first")
         self.layers: list[Rewired] = layers
-        defaults = dict(lr=lr, alpha=alpha, temperature=temperature, gradient=gradient,
-                        momentum=momentum, betas=tuple(betas), eps=eps, **extra_defaults)
+        defaults = dict(lr=lr, gradient=gradient, momentum=momentum, betas=tuple(betas), eps=eps,
+                        **hyper)
         self._check_hyper(defaults)
         groups = [{"params": [layer.weight], "layer_index": i} for i, layer in enumerate(layers)]
         rewired_ids = {id(layer.weight) for layer in layers}
@@ -45,35 +76,42 @@ class RewiringOptimizer(torch.optim.Optimizer):
         self.generator.manual_seed(0 if seed is None else int(seed))
         self.check_finite = check_finite
         self.step_count = 0
+        for layer in layers:  # the layers as they are now are the starting point
+            layer.touch()
         self.last_events: list[dict[str, torch.Tensor]] = self._no_events()
 
     # -- validation --------------------------------------------------------------------------
-    @staticmethod
-    def _check_hyper(h: dict) -> None:
-        if "lr" in h:
-            validate.finite("lr", h["lr"], low=0.0, low_open=True)
-        if "alpha" in h:
-            validate.finite("alpha", h["alpha"], low=0.0)
-        if "temperature" in h:
-            validate.finite("temperature", h["temperature"], low=0.0)
-        if "gradient" in h:
-            validate.choice("gradient", h["gradient"], GRADIENT_RULES)
-        if "momentum" in h:
-            validate.finite("momentum", h["momentum"], low=0.0, high=1.0, high_open=True)
-        if "betas" in h:
-            for i, b in enumerate(h["betas"]):
-                validate.finite(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True)
-        if "eps" in h:
-            validate.finite("eps", h["eps"], low=0.0, low_open=True)
+    def _check_hyper(self, h: dict) -> None:
+        checks = self.COMMON | self.HYPER
+        unknown = sorted(set(h) - set(checks))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no hyperparameter(s) {unknown}; "
+                             f"allowed: {sorted([*checks, *self.SET_ONLY])}")
+        for name, value in h.items():
+            checks[name](value)
 
     @property
     def rewired_groups(self) -> list[dict]:
         return [g for g in self.param_groups if g["layer_index"] is not None]
 
+    def hyper(self, name: str):
+        """A hyperparameter shared by all layers (schedules), read from the first group."""
+        return self.param_groups[0][name]
+
     def _no_events(self) -> list[dict[str, torch.Tensor]]:
         if not hasattr(self, "_empty_index"):
             self._empty_index = torch.empty(0, dtype=torch.long, device=self.layers[0].theta.device)
         return [{"pruned": self._empty_index, "activated": self._empty_index} for _ in self.layers]
+
+    def _begin_step(self, closure):
+        """The closure's loss (if any), after checking that no one else wrote a layer."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for layer in self.layers:
+            layer.check_weight()
+        return loss
 
     # -- the gradient rule (on the positions idx of a flat parameter; idx None = all) ---------
     def _direction(self, group: dict, p: torch.Tensor, g: torch.Tensor,
@@ -146,12 +184,8 @@ class RewiringOptimizer(torch.optim.Optimizer):
 
     def set(self, **hyper) -> None:
         """Change hyperparameters live (between steps) for every layer; validated first, so a
-        bad value changes nothing. Accepts lr, alpha, temperature, gradient, momentum, betas,
-        eps; the subclasses add their own (k / connectivity, theta_min)."""
-        unknown = set(hyper) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}; "
-                             f"allowed: {sorted(self.defaults)}")
+        bad value changes nothing. Accepts lr, the gradient rule's settings and the method's
+        own (HYPER); a name the method does not have raises ValueError."""
         self._check_hyper(hyper)
         for group in self.param_groups:
             group.update(hyper)

@@ -7,6 +7,11 @@ telemetry, checkpoints, the app) works as for Deep R.
 
 - Dense: every position active, plain training.
 - StaticSparse: the initial random mask, never changed.
+Each method overrides one small method of MaskedTraining: `update_mask()` (when the set of
+active connections changes) and, for drop-and-grow methods, `grow()` (where new connections go).
+Schedule parameters (update_every, drop_fraction, t_end, prune_at, ...) are hyperparameters in
+the param groups: `set()` changes them live and `state_dict()` keeps them.
+
 - SET (Mocanu et al. 2018): every `update_every` steps drop the fraction `drop_fraction` of
   active connections with the smallest |w| and regrow as many uniformly among the inactive
   positions (not the ones just dropped), new weights 0.
@@ -31,33 +36,38 @@ from torch import nn
 from .. import validate
 from ..layers import Rewired
 from .exact_k import ExactK
-from ..sampling import sample_dormant, smallest
+from ..sampling import smallest
+
+
+def _int(name, low, high):
+    return lambda v: validate.integer(name, v, low=low, high=high)
+
+
+def _fraction(name):
+    return lambda v: validate.finite(name, v, low=0.0, high=1.0)
 
 
 class MaskedTraining(ExactK):
     """Gradient steps on the signed weights of the active connections; subclasses decide
-    when the set of active connections changes (`update_mask`)."""
+    when the set of active connections changes (`update_mask`) and where new ones grow
+    (`grow`)."""
 
-    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *,
-                 k: int | Sequence[int] | None = None,
+    def __init__(self, model: nn.Module, lr: float, *, k: int | Sequence[int] | None = None,
                  connectivity: float | Sequence[float] | None = None,
                  gradient: str = "sgd", momentum: float = 0.9,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 seed: int | None = 0, check_finite: bool = True):
-        super().__init__(model, lr, alpha, 0.0, k=k, connectivity=connectivity,
-                         gradient=gradient, momentum=momentum, betas=betas, eps=eps,
-                         seed=seed, check_finite=check_finite)
+                 seed: int | None = 0, check_finite: bool = True, **hyper):
+        super().__init__(model, lr, k=k, connectivity=connectivity, gradient=gradient,
+                         momentum=momentum, betas=betas, eps=eps, seed=seed,
+                         check_finite=check_finite, **hyper)
 
     @torch.no_grad()
     def step(self, closure=None):
-        """w <- w - lr * direction(dE/dw), then L1 soft threshold |w| <- max(|w| - lr*alpha, 0)
-        on the active connections; then the method's mask update."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        grads = [l.weight.grad.view(-1).index_select(0, l.active_idx) if l.weight.grad is not None
-                 else torch.zeros(l.k, device=l.theta.device, dtype=l.theta.dtype) for l in self.layers]
+        """w <- w - lr * direction(dE/dw) on the active connections (then a method's proximal
+        step, L1 shrinkage's soft threshold); then the method's mask update."""
+        loss = self._begin_step(closure)
+        grads = [l.active_grad() for l in self.layers]
+        grads = [g if g is not None else l.theta.new_zeros(l.k) for g, l in zip(grads, self.layers)]
         self._assert_finite(grads)
         self.step_count += 1
         self._step_dense_params()
@@ -65,15 +75,22 @@ class MaskedTraining(ExactK):
             idx = layer.active_idx
             w = layer.weight.view(-1).index_select(0, idx)
             w.sub_(self._direction(group, layer.weight, g, idx), alpha=group["lr"])
-            if group["alpha"] > 0:
-                w = torch.sign(w) * (w.abs() - group["lr"] * group["alpha"]).clamp_(min=0)
-            _write(layer, idx, w)
+            _write(layer, idx, self.shrink(group, w))
         self.last_events = self._no_events()
         self.update_mask()
         return loss
 
+    def shrink(self, group: dict, w: torch.Tensor) -> torch.Tensor:
+        """A penalty's proximal step on the new weights (none but for L1 shrinkage)."""
+        return w
+
     def update_mask(self) -> None:
-        pass
+        """Change the set of active connections after a step (never, for a static mask)."""
+
+    def grow(self, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+        """n flat positions to activate in `layer`; the active connections in `slots` are
+        about to be dropped."""
+        raise NotImplementedError
 
     _saved_ks: tuple[str, ...] = ()  # per-layer K lists of a method that go into state_dict
 
@@ -88,17 +105,16 @@ class MaskedTraining(ExactK):
         super().load_state_dict(state_dict)
 
     @torch.no_grad()
-    def drop_and_grow(self, n_per_layer: list[int], grow) -> None:
-        """Per layer: drop the n active connections with the smallest |w|, grow n chosen by
-        grow(self, layer, n, slots of the dropped in active_idx) -> flat positions; K stays
-        exact."""
+    def drop_and_grow(self, n_per_layer: list[int]) -> None:
+        """Per layer: drop the n active connections with the smallest |w| and grow n where
+        `grow` says; K stays exact."""
         events = self._no_events()
         for i, (layer, n) in enumerate(zip(self.layers, n_per_layer)):
             n = min(n, layer.k, layer.n_positions - layer.k)
             if n <= 0:
                 continue
             slots = smallest(layer.theta.view(-1).index_select(0, layer.active_idx), n)
-            new = grow(self, layer, n, slots)
+            new = self.grow(layer, n, slots)
             gone = self._deactivate(layer, slots)
             events[i] = {"pruned": gone, "activated": self._activate(layer, new)}
         self._sync_k(events)
@@ -121,30 +137,16 @@ def _write(layer: Rewired, idx: torch.Tensor, w: torch.Tensor) -> None:
     sign.index_copy_(0, idx, torch.where(w > 0, 1.0, torch.where(w < 0, -1.0, old)).to(sign.dtype))
     layer.theta.view(-1).index_copy_(0, idx, w.abs())
     layer.weight.view(-1).index_copy_(0, idx, w)
-
-
-def grow_uniform(opt: MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
-    # sampled before the drop: the connections about to be dropped are still active, so
-    # they cannot be chosen again
-    return sample_dormant(layer.theta.view(-1), n, layer.n_positions - layer.k, opt.generator)
-
-
-def grow_by_gradient(opt: MaskedTraining, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
-    if layer.weight.grad is None:
-        score = torch.zeros(layer.n_positions, device=layer.theta.device)
-    else:
-        score = layer.weight.grad.view(-1).abs()  # a new tensor
-    staying = torch.ones(layer.k, dtype=torch.bool, device=slots.device)
-    staying[slots] = False
-    score[layer.active_idx[staying]] = -1.0  # connections that stay active cannot grow
-    return torch.topk(score, n).indices
+    layer.touch()
 
 
 class Dense(MaskedTraining):
     """No sparsity: every position is active and trained (a reference for the others)."""
 
-    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, **kw):
-        super().__init__(model, lr, alpha, **kw)
+    K_MEANING = "none"
+
+    def __init__(self, model: nn.Module, lr: float, **kw):
+        super().__init__(model, lr, **kw)
         self._densify()
 
     def _k_targets(self, k, connectivity):
@@ -156,49 +158,75 @@ class StaticSparse(MaskedTraining):
 
 
 class SET(MaskedTraining):
-    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, update_every: int = 100,
+    """Drop the smallest |w|, regrow uniformly among the inactive positions."""
+
+    HYPER = {"update_every": _int("update_every", 1, 10**9), "drop_fraction": _fraction("drop_fraction")}
+
+    def __init__(self, model: nn.Module, lr: float, *, update_every: int = 100,
                  drop_fraction: float = 0.3, **kw):
-        super().__init__(model, lr, alpha, **kw)
-        self.update_every = validate.integer("update_every", update_every, low=1, high=10**9)
-        self.drop_fraction = validate.finite("drop_fraction", drop_fraction, low=0.0, high=1.0)
+        super().__init__(model, lr, update_every=update_every, drop_fraction=drop_fraction, **kw)
 
     def update_mask(self) -> None:
-        if self.step_count % self.update_every == 0:
-            self.drop_and_grow([round(self.drop_fraction * l.k) for l in self.layers], grow_uniform)
+        if self.step_count % self.hyper("update_every") == 0:
+            f = self.hyper("drop_fraction")
+            self.drop_and_grow([round(f * l.k) for l in self.layers])
+
+    def grow(self, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+        # sampled before the drop: the connections about to be dropped are still active, so
+        # they cannot be chosen again
+        return layer.sample_dormant(n, layer.n_positions - layer.k, self.generator)
 
 
 class RigL(MaskedTraining):
-    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, update_every: int = 100,
+    """Drop the smallest |w|, regrow where the dense gradient is largest; the drop fraction is
+    cosine-annealed to 0 at t_end."""
+
+    HYPER = SET.HYPER | {"t_end": _int("t_end", 1, 10**12)}
+
+    def __init__(self, model: nn.Module, lr: float, *, update_every: int = 100,
                  drop_fraction: float = 0.3, t_end: int = 10_000, **kw):
-        super().__init__(model, lr, alpha, **kw)
-        self.update_every = validate.integer("update_every", update_every, low=1, high=10**9)
-        self.drop_fraction = validate.finite("drop_fraction", drop_fraction, low=0.0, high=1.0)
-        self.t_end = validate.integer("t_end", t_end, low=1, high=10**12)
+        super().__init__(model, lr, update_every=update_every, drop_fraction=drop_fraction,
+                         t_end=t_end, **kw)
 
     def fraction_at(self, t: int) -> float:
         """Cosine annealing of the drop fraction (Evci et al. 2020), 0 from t_end on."""
-        if t >= self.t_end:
+        t_end = self.hyper("t_end")
+        if t >= t_end:
             return 0.0
-        return self.drop_fraction / 2 * (1 + math.cos(math.pi * t / self.t_end))
+        return self.hyper("drop_fraction") / 2 * (1 + math.cos(math.pi * t / t_end))
 
     def update_mask(self) -> None:
         t = self.step_count
-        if t % self.update_every == 0 and t < self.t_end:
+        if t % self.hyper("update_every") == 0 and t < self.hyper("t_end"):
             f = self.fraction_at(t)
-            self.drop_and_grow([round(f * l.k) for l in self.layers], grow_by_gradient)
+            self.drop_and_grow([round(f * l.k) for l in self.layers])
+
+    def grow(self, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
+        if layer.weight.grad is None:
+            score = torch.zeros(layer.n_positions, device=layer.theta.device)
+        else:
+            score = layer.weight.grad.view(-1).abs()  # a new tensor
+        staying = torch.ones(layer.k, dtype=torch.bool, device=slots.device)
+        staying[slots] = False
+        score[layer.active_idx[staying]] = -1.0  # connections that stay active cannot grow
+        return torch.topk(score, n).indices
 
 
 class MagnitudePruning(MaskedTraining):
+    """Train dense, prune the smallest |w| to the target K (k= / connectivity=, default the
+    layers' K now) at prune_at, or in prune_events steps prune_every apart."""
+
+    K_MEANING = "target"
+    HYPER = {"prune_at": _int("prune_at", 0, 10**12), "prune_events": _int("prune_events", 1, 1000),
+             "prune_every": _int("prune_every", 1, 10**9)}
     _saved_ks = ("target_k",)
 
-    def __init__(self, model: nn.Module, lr: float, alpha: float = 0.0, *, prune_at: int = 1000,
+    def __init__(self, model: nn.Module, lr: float, *, prune_at: int = 1000,
                  prune_events: int = 1, prune_every: int = 100,
                  k: int | Sequence[int] | None = None,
                  connectivity: float | Sequence[float] | None = None, **kw):
-        super().__init__(model, lr, alpha, **kw)
-        self.prune_at = validate.integer("prune_at", prune_at, low=0, high=10**12)
-        self.prune_events = validate.integer("prune_events", prune_events, low=1, high=1000)
-        self.prune_every = validate.integer("prune_every", prune_every, low=1, high=10**9)
+        super().__init__(model, lr, prune_at=prune_at, prune_events=prune_events,
+                         prune_every=prune_every, **kw)
         # the target: the layers' K now, unless given
         self.target_k = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) \
             else [l.k for l in self.layers]
@@ -217,15 +245,16 @@ class MagnitudePruning(MaskedTraining):
         self.target_k = targets
 
     def _last_event(self) -> int:
-        return self.prune_at + (self.prune_events - 1) * self.prune_every
+        return self.hyper("prune_at") + (self.hyper("prune_events") - 1) * self.hyper("prune_every")
 
     @torch.no_grad()
     def update_mask(self) -> None:
-        t = self.step_count - self.prune_at
-        if t < 0 or t % self.prune_every or t // self.prune_every >= self.prune_events:
+        every, events_total = self.hyper("prune_every"), self.hyper("prune_events")
+        t = self.step_count - self.hyper("prune_at")
+        if t < 0 or t % every or t // every >= events_total:
             return
-        j = t // self.prune_every + 1  # this is pruning event j of prune_events
-        want = [n - (n - k) * j // self.prune_events for n, k in
+        j = t // every + 1  # this is pruning event j of prune_events
+        want = [n - (n - k) * j // events_total for n, k in
                 zip((l.n_positions for l in self.layers), self.target_k)]
         events = self._no_events()
         for i, (layer, k_new) in enumerate(zip(self.layers, want)):
@@ -236,16 +265,26 @@ class MagnitudePruning(MaskedTraining):
 
 
 class L1Shrinkage(MaskedTraining):
+    """From dense: L1 soft threshold on the weights each step; a connection at or below
+    `threshold` is removed for good, never below the floor K (k= / connectivity=)."""
+
+    K_MEANING = "floor"
+    HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
+             "threshold": lambda v: validate.finite("threshold", v, low=0.0)}
     _saved_ks = ("floor_k",)
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,
                  k: int | Sequence[int] | None = None,
                  connectivity: float | Sequence[float] | None = None, **kw):
-        super().__init__(model, lr, alpha, **kw)
-        self.threshold = validate.finite("threshold", threshold, low=0.0)
+        super().__init__(model, lr, alpha=alpha, threshold=threshold, **kw)
         self.floor_k = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) \
             else [1] * len(self.layers)
         self._densify()
+
+    def shrink(self, group: dict, w: torch.Tensor) -> torch.Tensor:
+        if group["alpha"] <= 0:
+            return w
+        return torch.sign(w) * (w.abs() - group["lr"] * group["alpha"]).clamp_(min=0)
 
     def set(self, *, k=None, connectivity=None, **hyper) -> None:
         """A K change moves the floor (connections already removed stay removed)."""
@@ -260,10 +299,10 @@ class L1Shrinkage(MaskedTraining):
     @torch.no_grad()
     def update_mask(self) -> None:
         events = self._no_events()
+        threshold = self.hyper("threshold")
         for i, (layer, floor) in enumerate(zip(self.layers, self.floor_k)):
             th = layer.theta.view(-1).index_select(0, layer.active_idx)
-            n = min(int((th <= self.threshold).sum()), layer.k - floor)
+            n = min(int((th <= threshold).sum()), layer.k - floor)
             if n > 0:
                 events[i]["pruned"] = self._deactivate(layer, smallest(th, n))
         self._sync_k(events)
-

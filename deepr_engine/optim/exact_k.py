@@ -14,13 +14,20 @@ from .base import RewiringOptimizer
 
 class ExactK(RewiringOptimizer):
     """Shared by every optimizer that keeps exactly K active connections per layer (or K in
-    total with global_k): live K changes, and the bookkeeping of activating and deactivating."""
+    total with global_k): live K changes, and the bookkeeping of activating and deactivating.
 
-    def __init__(self, model: nn.Module, lr: float, alpha: float, temperature: float, *,
-                 k: int | Sequence[int] | None = None,
+    What `k` means is the method's `K_MEANING`: "active" (exactly this many, every step),
+    "target" (reached by a schedule: magnitude pruning), "floor" (never fewer: L1 shrinkage) or
+    "none" (dense).
+    """
+
+    K_MEANING = "active"
+    SET_ONLY = ("k", "connectivity")
+
+    def __init__(self, model: nn.Module, lr: float, *, k: int | Sequence[int] | None = None,
                  connectivity: float | Sequence[float] | None = None, global_k: bool = False,
                  **kw):
-        super().__init__(model, lr, alpha, temperature, **kw)
+        super().__init__(model, lr, **kw)
         self.global_k = bool(global_k)
         self.total_k = sum(layer.k for layer in self.layers)
         for group, layer in zip(self.rewired_groups, self.layers):
@@ -112,6 +119,7 @@ class ExactK(RewiringOptimizer):
         layer.weight.view(-1)[new] = 0
         self._forget_moments(layer.weight, new)
         layer.active_idx = torch.cat([layer.active_idx, new])
+        layer.touch()
         return new
 
     def _deactivate(self, layer: Rewired, slots: torch.Tensor) -> torch.Tensor:
@@ -122,6 +130,7 @@ class ExactK(RewiringOptimizer):
         layer.theta.view(-1)[gone] = -torch.finfo(layer.theta.dtype).tiny
         layer.weight.view(-1)[gone] = 0
         layer.active_idx = idx[keep]
+        layer.touch()
         return gone
 
     def state_dict(self) -> dict:

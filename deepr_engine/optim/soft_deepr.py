@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from .. import validate
-from ..layers import Rewired
 from .base import RewiringOptimizer, nonfinite_gradient
 
 def theta_min_rule(temperature: float, alpha: float, connectivity: float) -> float:
@@ -28,7 +27,14 @@ class SoftDeepR(RewiringOptimizer):
     theta_min: one value or one per layer; default per layer from theta_min_rule with the
     target connectivity (default: each layer's connectivity now). While it is defaulted it
     follows live changes of temperature, alpha and target connectivity.
+
+    Every potential connection walks each step, so its cost is O(all positions), not O(K).
     """
+
+    HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
+             "temperature": lambda v: validate.finite("temperature", v, low=0.0)}
+    K_MEANING = "soft"  # the active count drifts around the target connectivity
+    SET_ONLY = ("theta_min", "target_connectivity", "connectivity")
 
     def __init__(self, model: nn.Module, lr: float, alpha: float, temperature: float,
                  theta_min: float | Sequence[float] | None = None,
@@ -36,17 +42,17 @@ class SoftDeepR(RewiringOptimizer):
                  gradient: str = "sgd", momentum: float = 0.9,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  seed: int | None = 0, check_finite: bool = True):
-        super().__init__(model, lr, alpha, temperature, gradient=gradient, momentum=momentum,
-                         betas=betas, eps=eps, seed=seed, check_finite=check_finite)
+        super().__init__(model, lr, gradient=gradient, momentum=momentum, betas=betas, eps=eps,
+                         seed=seed, check_finite=check_finite, alpha=alpha, temperature=temperature)
         if target_connectivity is None:
             target_connectivity = [layer.connectivity for layer in self.layers]
         self._set_targets(theta_min, target_connectivity)
-        self._masks: dict[int, tuple] = {}  # id(layer) -> (theta >= 0, theta version, id(active_idx))
+        self._masks: list[tuple | None] = [None] * len(self.layers)  # (theta >= 0, layer version)
 
-    def _mask(self, layer: Rewired) -> torch.Tensor:
-        """theta >= 0 as of the end of the last step, kept unless something else wrote theta."""
-        cached = self._masks.get(id(layer))
-        if cached is not None and cached[1] == layer.theta._version and cached[2] == id(layer.active_idx):
+    def _mask(self, i: int) -> torch.Tensor:
+        """theta >= 0 as of the end of the last step, kept unless something else wrote the layer."""
+        layer, cached = self.layers[i], self._masks[i]
+        if cached is not None and cached[1] == layer.version:
             return cached[0]
         return layer.theta.view(-1) >= 0
 
@@ -94,10 +100,7 @@ class SoftDeepR(RewiringOptimizer):
     def step(self, closure=None):
         """Algorithm 2: active: gradient + L1 + noise; dormant: noise only; then clip at
         theta_min. Activity is simply theta >= 0."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = self._begin_step(closure)
         # gradient and L1 of the active connections first (O(K)), so that a bad gradient is
         # refused before anything changes
         if any(gr["gradient"] != "sgd" for gr in self.rewired_groups):  # these write state
@@ -117,9 +120,9 @@ class SoftDeepR(RewiringOptimizer):
         self.step_count += 1
         self._step_dense_params()
         events = []
-        for group, layer, delta in zip(self.rewired_groups, self.layers, deltas):
+        for i, (group, layer, delta) in enumerate(zip(self.rewired_groups, self.layers, deltas)):
             theta, idx, lr = layer.theta.view(-1), layer.active_idx, group["lr"]
-            was_active = self._mask(layer)
+            was_active = self._mask(i)
             if group["temperature"] > 0:  # every connection walks, active or dormant
                 theta.add_(torch.randn(theta.shape, generator=self.generator, device=theta.device,
                                        dtype=theta.dtype),
@@ -136,7 +139,8 @@ class SoftDeepR(RewiringOptimizer):
             w.index_copy_(0, new_idx, theta.index_select(0, new_idx)
                           .mul_(layer.sign.view(-1).index_select(0, new_idx)))
             layer.active_idx = new_idx
-            self._masks[id(layer)] = (active, theta._version, id(new_idx))
+            layer.touch()
+            self._masks[i] = (active, layer.version)
             events.append({"pruned": gone, "activated": new})
         self.last_events = events
         return loss

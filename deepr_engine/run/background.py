@@ -13,7 +13,6 @@ unpickled (checkpoints are safetensors, see checkpoint.py).
 """
 from __future__ import annotations
 
-import copy
 import multiprocessing as mp
 import os
 import tempfile
@@ -27,25 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import RunConfig
+from .views import RunView, run_view
 
 PARK_DIR = Path(tempfile.gettempdir()) / "deepr-studio-parked"
 PARK_MAX_AGE_S = 24 * 3600
 _ERRORS = {"ValueError": ValueError, "FileNotFoundError": FileNotFoundError}
-
-
-@dataclass
-class Frame:
-    """What a live view draws, detached from the run: plain numbers and numpy arrays."""
-    step: int
-    metrics: dict
-    steps_per_second: float
-    playing: bool
-    paused_reason: str | None
-    hyperparams: dict
-    layers: list[dict]           # shape, k, n_positions, connectivity, pruned, activated, active, weight
-    telemetry: object            # a Telemetry without its per-position tensors
-    config: RunConfig            # the current settings (live changes included)
-    train_seconds: float = 0.0   # wall time spent training
 
 
 @dataclass
@@ -61,24 +46,24 @@ class RunInfo:
 
 
 # -- the child ----------------------------------------------------------------------------------
-def _frame(session, playing: bool) -> Frame:
-    """Compact: per layer only the active positions (active_idx, sorted) and their weights go
-    over the pipe; nothing of full layer size is copied."""
-    layers = []
-    for layer, ev in zip(session.layers, session.optimizer.last_events):
-        idx = layer.active_idx.sort().values
-        layers.append({"shape": tuple(layer.theta.shape), "k": layer.k, "n_positions": layer.n_positions,
-                       "connectivity": layer.connectivity, "pruned": ev["pruned"].cpu().numpy(),
-                       "activated": ev["activated"].cpu().numpy(),
-                       "active_pos": idx.cpu().numpy().astype(np.int32),
-                       "active_weight": layer.weight.detach().view(-1)[idx].cpu().numpy()})
-    tel = copy.copy(session.telemetry)
-    tel.ever_active, tel.born = [], []  # per-position tensors stay in the child
-    return Frame(step=session.step_count, metrics=dict(session.last),
-                 steps_per_second=session.steps_per_second, playing=playing,
-                 paused_reason=session.paused_reason, hyperparams=session.hyperparams(),
-                 layers=layers, telemetry=tel, config=session.config,
-                 train_seconds=session.train_seconds)
+class _WallRate:
+    """Steps per second of wall-clock time between two frames (what a viewer sees, pauses and
+    speed limits included), smoothed."""
+
+    def __init__(self):
+        self.t, self.step, self.rate = time.monotonic(), 0, 0.0
+
+    def update(self, step: int, playing: bool) -> float:
+        now = time.monotonic()
+        if not playing:
+            self.rate = 0.0
+        elif now - self.t > 0.05:
+            r = (step - self.step) / (now - self.t)
+            self.rate = r if self.rate == 0 else 0.7 * self.rate + 0.3 * r
+        else:
+            return self.rate
+        self.t, self.step = now, step
+        return self.rate
 
 
 def _info(session) -> RunInfo:
@@ -106,11 +91,17 @@ def _serve(conn, source, options: dict) -> None:
     playing, last_seen, idle = False, time.monotonic(), options["idle_timeout"]
     until = None  # playing stops at this step
 
+    wall = _WallRate()
+    wall.step = session.step_count
+
     def handle(op, args, kw):
         nonlocal playing, spf, max_rate, until
         if op == "frame":
-            return _frame(session, playing)
+            return run_view(session, playing=playing,
+                            steps_per_second=wall.update(session.step_count, playing))
         if op == "play":
+            if not playing:  # the rate is measured from here
+                wall.update(session.step_count, False)
             until = kw.get("until")
             playing = session.paused_reason is None and (until is None or session.step_count < until)
             return playing
@@ -284,16 +275,10 @@ class BackgroundSession:
         self._call("hyperparams")
 
     # -- the session's verbs ------------------------------------------------------------------
-    def frame(self) -> Frame:
-        """The run now, for drawing; each layer also gets dense `active` and `weight` arrays."""
-        f = self._call("frame")
-        for layer in f.layers:
-            n = int(np.prod(layer["shape"]))
-            layer["active"] = np.zeros(n, dtype=bool)
-            layer["active"][layer["active_pos"]] = True
-            layer["weight"] = np.zeros(n, dtype=layer["active_weight"].dtype)
-            layer["weight"][layer["active_pos"]] = layer["active_weight"]
-        return f
+    def frame(self) -> RunView:
+        """The run now, for drawing (a compact views.RunView: active connections only, the
+        rewiring since the previous frame, wall-clock steps/s)."""
+        return self._call("frame")
 
     def step(self, n: int = 1) -> int:
         return self._call("step", n)
@@ -313,7 +298,8 @@ class BackgroundSession:
     def track_default(self, n: int = 24) -> None:
         self._call("track_default", n)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> RunView:
+        """A full view (full-size theta and sign too)."""
         return self._call("snapshot")
 
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

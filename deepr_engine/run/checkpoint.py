@@ -18,39 +18,38 @@ FORMAT = "deepr-studio-checkpoint/1"
 
 
 def to_bytes(session: TrainingSession) -> bytes:
-    with session.lock:
-        tensors: dict[str, torch.Tensor] = {}
-        for k, v in session.model.state_dict().items():
-            tensors[f"model.{k}"] = v.detach().cpu().clone().contiguous()
-        opt = session.optimizer.state_dict()
-        opt_state_meta = {}
-        for pid, st in opt["state"].items():
-            for name, v in st.items():
-                if torch.is_tensor(v):
-                    tensors[f"opt.{pid}.{name}"] = v.detach().cpu().clone().contiguous()
-                else:
-                    opt_state_meta[f"{pid}.{name}"] = v
-        tensors["opt.generator"] = opt["generator_state"].clone()
-        for k, v in session.telemetry.tensors().items():
-            tensors[f"telemetry.{k}"] = v.contiguous()
-        b = session.batcher.state()
-        tensors["batch.order"] = b["order"].contiguous()
-        tensors["batch.generator"] = b["generator"].clone()
-        meta = {
-            "format": FORMAT,
-            "config": session.config.to_json(),
-            "param_groups": json.dumps(opt["param_groups"]),
-            "opt_state": json.dumps(opt_state_meta),
-            "opt_extra": json.dumps({k: v for k, v in opt.items()
-                                     if k not in ("state", "param_groups", "generator_state")}),
-            "session": json.dumps({"step_count": session.step_count, "lr": session.lr,
-                                   "train_seconds": session.train_seconds,
-                                   "paused_reason": session.paused_reason, "last": session.last,
-                                   "batch": {"epoch": b["epoch"], "pos": b["pos"],
-                                             "batch_size": b["batch_size"]}}),
-            "telemetry": json.dumps(session.telemetry.to_dict()),
-        }
-        return st_save(tensors, metadata=meta)
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in session.model.state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().clone().contiguous()
+    opt = session.optimizer.state_dict()
+    opt_state_meta = {}
+    for pid, st in opt["state"].items():
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"opt.{pid}.{name}"] = v.detach().cpu().clone().contiguous()
+            else:
+                opt_state_meta[f"{pid}.{name}"] = v
+    tensors["opt.generator"] = opt["generator_state"].clone()
+    for k, v in session.telemetry.tensors().items():
+        tensors[f"telemetry.{k}"] = v.contiguous()
+    b = session.batcher.state()
+    tensors["batch.order"] = b["order"].contiguous()
+    tensors["batch.generator"] = b["generator"].clone()
+    meta = {
+        "format": FORMAT,
+        "config": session.config.to_json(),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "opt_state": json.dumps(opt_state_meta),
+        "opt_extra": json.dumps({k: v for k, v in opt.items()
+                                 if k not in ("state", "param_groups", "generator_state")}),
+        "session": json.dumps({"step_count": session.step_count, "lr": session.lr,
+                               "train_seconds": session.train_seconds,
+                               "paused_reason": session.paused_reason, "last": session.last,
+                               "batch": {"epoch": b["epoch"], "pos": b["pos"],
+                                         "batch_size": b["batch_size"]}}),
+        "telemetry": json.dumps(session.telemetry.to_dict()),
+    }
+    return st_save(tensors, metadata=meta)
 
 
 def save(session: TrainingSession, path: str | Path) -> Path:
@@ -73,7 +72,7 @@ def load(source: str | Path | bytes, **session_kwargs) -> TrainingSession:
         raise ValueError(f"{name}: cannot read ({exc})") from exc
     try:
         tensors = st_load(data)
-        meta = _metadata(data)
+        meta = read_metadata(data)
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{name}: not a safetensors file ({exc})") from exc
     if meta.get("format") != FORMAT:
@@ -88,7 +87,8 @@ def load(source: str | Path | bytes, **session_kwargs) -> TrainingSession:
     return session
 
 
-def _metadata(data: bytes) -> dict:
+def read_metadata(data: bytes) -> dict:
+    """The JSON metadata of a checkpoint's bytes, read without loading any tensor."""
     if len(data) < 8:
         raise ValueError("file too short")
     n = int.from_bytes(data[:8], "little")

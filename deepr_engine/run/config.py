@@ -6,12 +6,9 @@ import json
 from dataclasses import dataclass, field, fields
 
 from .. import validate
+from . import registry
 from .data import DATASETS
 
-ALGORITHMS = ("deepr", "soft-deepr", "dense", "static", "set", "rigl", "magnitude", "l1")
-ALGORITHM_NAMES = {"deepr": "Deep R", "soft-deepr": "soft-Deep R", "dense": "Dense",
-                   "static": "Static sparse", "set": "SET", "rigl": "RigL",
-                   "magnitude": "Magnitude pruning", "l1": "L1 shrinkage"}
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 MODEL_KINDS = ("mlp", "conv")
 
@@ -43,7 +40,7 @@ class RunConfig:
     global_k: bool = False
     gradient: str = "sgd"
     batch_size: int = 32
-    # the comparison methods (baselines.py)
+    # the comparison methods (optim/baselines.py)
     update_every: int = 100         # SET / RigL: steps between mask updates
     drop_fraction: float = 0.3      # SET / RigL: fraction dropped and regrown per update
     t_end: int = 0                  # RigL: last update step (0 = 3/4 of steps)
@@ -74,7 +71,7 @@ class RunConfig:
         for i, c in enumerate(self.connectivity):
             validate.finite(f"connectivity[{i}]", c, low=0.0, high=1.0, low_open=True)
         validate.choice("distribution", self.distribution, ("uniform", "erk"))
-        validate.choice("algorithm", self.algorithm, ALGORITHMS)
+        registry.get(self.algorithm)  # one of the registered methods
         validate.integer("update_every", self.update_every, low=1, high=10**9)
         validate.finite("drop_fraction", self.drop_fraction, low=0.0, high=1.0)
         validate.integer("t_end", self.t_end, low=0, high=10**12)

@@ -40,13 +40,3 @@ def build_model(cfg: RunConfig, n_in: int, n_out: int,
         model = dense_model(cfg, n_in, n_out, image_shape)
     shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     return sparsify(model, connectivity=cfg.layer_connectivity(shapes), seed=cfg.seed)
-
-
-def layer_sizes(cfg: RunConfig, n_in: int, n_out: int) -> list[int]:
-    return [n_in, *cfg.hidden, n_out]
-
-
-def n_positions(cfg: RunConfig, n_in: int, n_out: int) -> int:
-    s = layer_sizes(cfg, n_in, n_out)
-    return sum(a * b for a, b in zip(s[:-1], s[1:]))
-

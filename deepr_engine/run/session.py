@@ -1,14 +1,13 @@
 """TrainingSession: a run that can be stepped, steered and watched while it trains.
 
 Everything the dashboard and the CLI need goes through this API: step(n), evaluate(),
-set_hyperparams(...), snapshot(), telemetry, checkpoints (checkpoint.py). A lock makes
-snapshot() safe to call from another thread while a worker steps.
+set_hyperparams(...), snapshot() (a typed view, views.py), telemetry, checkpoints
+(checkpoint.py). A session is used from one thread; the app runs each in its own process
+(background.py).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import time
 
 import numpy as np
@@ -16,47 +15,25 @@ import torch
 from torch import nn
 
 from .. import validate
-from .config import RunConfig, preset
-from .data import Batcher, Dataset, load_dataset
 from ..device import auto_device
 from ..layers import Rewired, resolve_k, rewired_layers
+from . import registry
+from .config import RunConfig, preset
+from .data import Batcher, Dataset, load_dataset
 from .models import build_model
-from ..optim import SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse
-from ..optim import DeepR, SoftDeepR
 from .telemetry import Telemetry
+from .views import RunView, run_view
 
-BASELINES = {"dense": Dense, "static": StaticSparse, "set": SET, "rigl": RigL,
-             "magnitude": MagnitudePruning, "l1": L1Shrinkage}
-LIVE_FIELDS = ("lr", "alpha", "temperature", "noise_scale", "k", "connectivity", "theta_min",
-               "batch_size", "eval_every", "lr_decay")
+# what every method can change live; each method adds its own (registry.Algorithm.fields)
+COMMON_LIVE = ("lr", "k", "connectivity", "batch_size", "eval_every", "lr_decay")
+CHANGE_MERGE_S = 1.0  # changes of one field this close together are one change (a slider drag)
 
 
-def make_optimizer(cfg: RunConfig, model: nn.Module):
-    """The config's optimizer; sparse methods start from the model's current masks."""
-    t = cfg.effective_temperature()
-    common = dict(gradient=cfg.gradient, seed=cfg.seed)
-    if cfg.algorithm in BASELINES:
-        kind = BASELINES[cfg.algorithm]
-        extra = {}
-        if cfg.algorithm in ("set", "rigl"):
-            extra = dict(update_every=cfg.update_every, drop_fraction=cfg.drop_fraction)
-        if cfg.algorithm == "rigl":
-            extra["t_end"] = cfg.t_end or max(1, cfg.steps * 3 // 4)
-        if cfg.algorithm == "magnitude":
-            extra = dict(prune_at=cfg.prune_at or cfg.steps // 2, prune_events=cfg.prune_events,
-                         prune_every=cfg.update_every)
-        if cfg.algorithm == "l1":
-            extra = dict(threshold=cfg.l1_threshold)
-        if cfg.algorithm in ("magnitude", "l1"):  # they start dense: K is the target / floor
-            extra["k"] = [l.k for l in rewired_layers(model)]
-        return kind(model, lr=cfg.lr, alpha=cfg.alpha if cfg.algorithm == "l1" else 0.0,
-                    **extra, **common)
-    if cfg.algorithm == "soft-deepr":
-        return SoftDeepR(model, lr=cfg.lr, alpha=cfg.alpha, temperature=t,
-                         theta_min=cfg.theta_min if cfg.theta_min < 0 else None,
-                         gradient=cfg.gradient, seed=cfg.seed)
-    return DeepR(model, lr=cfg.lr, alpha=cfg.alpha, temperature=t, global_k=cfg.global_k,
-                 gradient=cfg.gradient, seed=cfg.seed)
+def live_fields(algorithm: str) -> tuple[str, ...]:
+    alg = registry.get(algorithm)
+    own = tuple(alg.fields) + (("noise_scale",) if "temperature" in alg.fields else ()) \
+        + (("theta_min",) if alg.k_meaning == "soft" else ())
+    return COMMON_LIVE + own
 
 
 class TrainingSession:
@@ -75,13 +52,13 @@ class TrainingSession:
         self.model = build_model(config, self.data.n_features, self.data.n_classes,
                                  self.data.image_shape).to(self.device)
         self.layers: list[Rewired] = rewired_layers(self.model)
-        self.optimizer = make_optimizer(config, self.model)
+        self.algorithm = registry.get(config.algorithm)
+        self.optimizer = self.algorithm.build(config, self.model)
         self.batcher = Batcher(len(self.data.x_train), config.batch_size, self.device, config.seed)
         self.lr = config.lr                    # current lr (decays per epoch)
         self.step_count = 0
         self.paused_reason: str | None = None  # set when the run diverged
-        self.lock = threading.RLock()
-        self._readers_waiting = 0
+        self._last_change: dict[str, tuple[float, int]] = {}  # field -> (time, index in changes)
         self.telemetry = Telemetry([l.n_positions for l in self.layers], self.device,
                                    telemetry_capacity)
         self.telemetry.start(self.layers)
@@ -99,11 +76,8 @@ class TrainingSession:
         done = 0
         t0 = time.perf_counter()
         for _ in range(n):
-            while self._readers_waiting:  # readers (snapshots) go first: the lock is not fair
-                time.sleep(0.0002)
-            with self.lock:
-                if self.paused_reason is not None or not self._one_step():
-                    break
+            if self.paused_reason is not None or not self._one_step():
+                break
             done += 1
         self.train_seconds += time.perf_counter() - t0
         if done:
@@ -146,8 +120,7 @@ class TrainingSession:
 
     def resume(self) -> None:
         """Clear a divergence pause (after changing what made it diverge)."""
-        with self.lock:
-            self.paused_reason = None
+        self.paused_reason = None
 
     @torch.no_grad()
     def _accuracy_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -164,14 +137,13 @@ class TrainingSession:
     def evaluate(self) -> dict:
         """Test accuracy and loss (recorded in telemetry), and validation accuracy and loss
         when the config holds out a validation split."""
-        with self.lock:
-            acc, loss = self._accuracy_loss(self.data.x_test, self.data.y_test)
-            out = {"test_acc": acc, "test_loss": loss}
-            if self.data.x_val is not None:
-                out["val_acc"], out["val_loss"] = self._accuracy_loss(self.data.x_val, self.data.y_val)
-            self.last.update(out)
-            self.telemetry.record_eval(self.step_count, acc, loss, self.dead_units())
-            return out
+        acc, loss = self._accuracy_loss(self.data.x_test, self.data.y_test)
+        out = {"test_acc": acc, "test_loss": loss}
+        if self.data.x_val is not None:
+            out["val_acc"], out["val_loss"] = self._accuracy_loss(self.data.x_val, self.data.y_val)
+        self.last.update(out)
+        self.telemetry.record_eval(self.step_count, acc, loss, self.dead_units())
+        return out
 
     def dead_units(self) -> list[int]:
         """Per hidden layer: units with no incoming or no outgoing active connection."""
@@ -186,14 +158,16 @@ class TrainingSession:
 
     # -- steering ----------------------------------------------------------------------------
     def set_hyperparams(self, **changes) -> None:
-        """Change lr, alpha, temperature, noise_scale, k / connectivity, theta_min, batch_size,
-        eval_every, lr_decay; validated together (a bad value changes nothing), applied before
-        the next step and logged as (step, name, old, new)."""
-        unknown = set(changes) - set(LIVE_FIELDS)
+        """Change lr, k / connectivity, batch_size, eval_every, lr_decay and the method's own
+        hyperparameters (registry: alpha, temperature, theta_min, update_every, ...) live;
+        validated together (a bad value changes nothing), applied before the next step and
+        logged as (step, name, old, new)."""
+        allowed = live_fields(self.config.algorithm)
+        unknown = sorted(set(changes) - set(allowed))
         if unknown:
-            raise ValueError(f"cannot change {sorted(unknown)} live; allowed: {', '.join(LIVE_FIELDS)}")
-        with self.lock:
-            self._apply(changes, log=True)
+            raise ValueError(f"cannot change {unknown} live for {self.algorithm.label}; "
+                             f"allowed: {', '.join(allowed)}")
+        self._apply(changes, log=True)
 
     def _apply(self, changes: dict, log: bool) -> None:
         cfg_changes = {k: v for k, v in changes.items() if k not in ("k", "lr")}
@@ -212,41 +186,54 @@ class TrainingSession:
         if "batch_size" in changes:
             validate.integer("batch_size", changes["batch_size"], low=1, high=len(self.data.x_train))
         old = self.hyperparams()
-        # all valid: apply
-        opt_changes = dict(lr=lr, alpha=new_cfg.alpha, temperature=new_cfg.effective_temperature(lr))
-        if new_cfg.algorithm in BASELINES:  # no noise; L1 only for L1 shrinkage
-            opt_changes = dict(lr=lr) | ({"alpha": new_cfg.alpha} if new_cfg.algorithm == "l1" else {})
+        # all valid: apply (the method's own hyperparameters follow the new config)
+        opt_changes = {"lr": lr} | self.algorithm.hyper(new_cfg, lr)
         shapes = [tuple(l.theta.shape) for l in self.layers]
-        if isinstance(self.optimizer, SoftDeepR):
+        if self.algorithm.k_meaning == "soft":  # K drifts: connectivity is the target
             if "theta_min" in changes:
                 opt_changes["theta_min"] = new_cfg.theta_min if new_cfg.theta_min < 0 else None
             if "connectivity" in changes:
                 opt_changes["target_connectivity"] = new_cfg.layer_connectivity(shapes)
-            self.optimizer.set(**opt_changes)
-        else:
-            if ks is not None:
-                opt_changes["k"] = ks
-            elif "connectivity" in changes:
-                opt_changes["connectivity"] = new_cfg.layer_connectivity(shapes)
-            self.optimizer.set(**opt_changes)
-            if ks is not None or "connectivity" in changes:
-                self.telemetry.record_rewiring(self.step_count, self.layers, self.optimizer.last_events)
+        elif ks is not None:
+            opt_changes["k"] = ks
+        elif "connectivity" in changes:
+            opt_changes["connectivity"] = new_cfg.layer_connectivity(shapes)
+        self.optimizer.set(**opt_changes)
+        if "k" in opt_changes or "connectivity" in opt_changes:
+            self.telemetry.record_rewiring(self.step_count, self.layers, self.optimizer.last_events)
         self.config = new_cfg.replace(lr=self.config.lr)  # config keeps the starting lr
         self.lr = lr
         if "batch_size" in changes:
             self.batcher.batch_size = int(changes["batch_size"])
         if log:
-            new = self.hyperparams()
-            for name in new:
-                if new[name] != old[name]:
-                    self.telemetry.changes.append((self.step_count, name, old[name], new[name]))
+            self._log_changes(old, self.hyperparams())
+
+    def _log_changes(self, old: dict, new: dict) -> None:
+        """(step, name, old, new) per changed value; a change of the same field within
+        CHANGE_MERGE_S of the previous one (a slider drag, key presses) extends that one."""
+        now = time.monotonic()
+        changes = self.telemetry.changes
+        for name in new:
+            if new[name] == old.get(name):
+                continue
+            last = self._last_change.get(name)
+            if last is not None and now - last[0] < CHANGE_MERGE_S and last[1] < len(changes) \
+                    and changes[last[1]][1] == name:
+                step, _, first_old, _ = changes[last[1]]
+                changes[last[1]] = (step, name, first_old, new[name])
+                self._last_change[name] = (now, last[1])
+            else:
+                changes.append((self.step_count, name, old.get(name), new[name]))
+                self._last_change[name] = (now, len(changes) - 1)
 
     def hyperparams(self) -> dict:
+        """The values in force now: lr, batch size, K per layer, evaluation settings and the
+        method's own hyperparameters, under their RunConfig names."""
         g = self.optimizer.rewired_groups
-        out = {"lr": self.lr, "alpha": g[0]["alpha"], "temperature": g[0]["temperature"],
-               "batch_size": self.batcher.batch_size, "k": [l.k for l in self.layers],
+        out = {"lr": self.lr, "batch_size": self.batcher.batch_size, "k": [l.k for l in self.layers],
                "eval_every": self.config.eval_every, "lr_decay": self.config.lr_decay}
-        if isinstance(self.optimizer, SoftDeepR):
+        out |= {cfg_name: g[0][opt_name] for cfg_name, opt_name in self.algorithm.fields.items()}
+        if self.algorithm.k_meaning == "soft":
             out["theta_min"] = [gr["theta_min"] for gr in g]
         return out
 
@@ -274,38 +261,14 @@ class TrainingSession:
             if not 0 <= i < len(self.layers) or not 0 <= p < self.layers[i].n_positions:
                 raise ValueError(f"tracked connection ({i}, {p}) is outside the network: layer "
                                  f"must be in [0, {len(self.layers) - 1}] and position within the layer")
-        with self.lock:
-            self.telemetry.track(layer_index, positions)
-            self.telemetry.tracked_theta.add(self.step_count, self.telemetry.tracked_values(self.layers))
+        self.telemetry.track(layer_index, positions)
+        self.telemetry.tracked_theta.add(self.step_count, self.telemetry.tracked_values(self.layers))
 
-    @contextlib.contextmanager
-    def reading(self):
-        """Hold the session still for a reader (another thread); a stepping worker yields."""
-        self._readers_waiting += 1
-        try:
-            with self.lock:
-                yield self
-        finally:
-            self._readers_waiting -= 1
-
-    def snapshot(self, weights: bool = True) -> dict:
-        """A plain, detached CPU copy for drawing: per layer theta, sign, active mask, weight;
-        the latest metrics, events of the last step, hyperparameters and status."""
-        with self.reading():
-            layers = []
-            for i, (layer, ev) in enumerate(zip(self.layers, self.optimizer.last_events)):
-                entry = {"index": i, "shape": tuple(layer.theta.shape), "k": layer.k,
-                         "n_positions": layer.n_positions,
-                         "pruned": ev["pruned"].cpu().numpy(), "activated": ev["activated"].cpu().numpy()}
-                if weights:
-                    theta = layer.theta.detach().cpu().numpy().copy()
-                    entry.update(theta=theta, sign=layer.sign.cpu().numpy().astype(np.int8),
-                                 active=theta >= 0, weight=layer.weight.detach().cpu().numpy().copy())
-                layers.append(entry)
-            return {"step": self.step_count, "layers": layers, "metrics": dict(self.last),
-                    "hyperparams": self.hyperparams(), "paused_reason": self.paused_reason,
-                    "algorithm": self.config.algorithm, "steps_per_second": self.steps_per_second,
-                    "epoch": self.batcher.epoch}
+    def snapshot(self, full: bool = True) -> RunView:
+        """A detached view of the run (views.RunView): per layer the active connections with
+        their weights and theta (and with full=True full-size theta and sign), the rewiring
+        events since the previous view, telemetry, metrics, hyperparameters and status."""
+        return run_view(self, full=full)
 
     @torch.no_grad()
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -315,19 +278,29 @@ class TrainingSession:
         gx, gy = np.meshgrid(xs, ys)
         pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32,
                            device=self.device)
-        with self.lock:
-            p = torch.softmax(self.model(pts), 1)
+        p = torch.softmax(self.model(pts), 1)
         out = p[:, 1] if p.shape[1] == 2 else p.argmax(1).float()
         return out.cpu().numpy().reshape(gx.shape)
 
     def metrics_csv(self) -> str:
-        """Train and test metrics as CSV (step, series, value)."""
-        lines = ["step,series,value"]
+        """Metrics and the change log as CSV: step, series, value, previous. Metric rows
+        (loss, train_acc, test_acc, test_loss, pruned[i], activated[i], active[i]) leave
+        `previous` empty; a hyperparameter change is a row `change:<field>` with the new value
+        and the previous one (per-layer lists joined by ';')."""
+        lines = ["step,series,value,previous"]
         for name, s in self.telemetry.series.items():
             steps, vals = s.arrays()
-            lines += [f"{st},{name},{v:.6g}" for st, v in zip(steps, vals)]
+            lines += [f"{st},{name},{v:.6g}," for st, v in zip(steps, vals)]
         for name in ("pruned", "activated", "active"):
             steps, vals = getattr(self.telemetry, name).arrays()
             for st, row in zip(steps, vals):
-                lines += [f"{st},{name}[{i}],{v:.6g}" for i, v in enumerate(np.atleast_1d(row))]
+                lines += [f"{st},{name}[{i}],{v:.6g}," for i, v in enumerate(np.atleast_1d(row))]
+        for step, name, old, new in self.telemetry.changes:
+            lines.append(f"{step},change:{name},{_csv_value(new)},{_csv_value(old)}")
         return "\n".join(lines) + "\n"
+
+
+def _csv_value(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ";".join(_csv_value(x) for x in v)
+    return f"{v:.6g}" if isinstance(v, float) else str(v)

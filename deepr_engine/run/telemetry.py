@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 LIFETIME_BINS = 32  # log2 bins: [0,1), [1,2), [2,4), ... up to 2**30 steps
+RECENT_CAP = 20_000  # rewiring events kept per layer between two views (the newest)
 
 
 class Downsampled:
@@ -52,16 +53,6 @@ class Downsampled:
 
     def __len__(self) -> int:
         return len(self.steps)
-
-    # Pickled as two arrays, not a list of small ones (frames cross a process pipe 4 times/s).
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "steps": np.asarray(self.steps, dtype=np.int64),
-                "values": np.stack(self.values) if self.values else None}
-
-    def __setstate__(self, state: dict) -> None:
-        values = state.pop("values")
-        self.__dict__.update(state, steps=state["steps"].tolist(),
-                             values=[] if values is None else list(values))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         steps = np.asarray(self.steps, dtype=np.int64)
@@ -107,6 +98,11 @@ class Telemetry:
         self.total_pruned = 0                      # connections pruned since the start (turnover)
         self.changes: deque = deque(maxlen=1000)   # hyperparameter changes (step, name, old, new)
         self.notes: deque = deque(maxlen=200)      # divergence and other messages
+        self._recent = [self._no_recent() for _ in layer_positions]  # events since the last view
+
+    @staticmethod
+    def _no_recent() -> dict:
+        return {"pruned": [], "pruned_age": [], "activated": []}
 
     def start(self, layers) -> None:
         for ever, layer in zip(self.ever_active, layers):
@@ -131,8 +127,13 @@ class Telemetry:
             p, a = ev["pruned"], ev["activated"]
             pruned.append(p.numel())
             activated.append(a.numel())
+            recent = self._recent[i]
+            if a.numel():
+                recent["activated"].append(a.cpu().numpy())
             if p.numel():
                 life = (step - self.born[i][p]).cpu().numpy()
+                recent["pruned"].append(p.cpu().numpy())
+                recent["pruned_age"].append(life)
                 bins = np.minimum(np.floor(np.log2(np.maximum(life, 1))).astype(np.int64) + (life > 0),
                                   LIFETIME_BINS - 1)
                 np.add.at(self.lifetimes[i], bins, 1)
@@ -145,6 +146,21 @@ class Telemetry:
         self.active.add(step, [layer.k for layer in layers])
         if len(self.tracked_pos):
             self.tracked_theta.add(step, self.tracked_values(layers))
+
+        for recent in self._recent:  # bounded: a view nobody asks for keeps the newest
+            for key, chunks in recent.items():
+                if len(chunks) > 64:
+                    chunks[:] = [np.concatenate(chunks)[-RECENT_CAP:]]
+
+    def take_recent(self) -> list[dict[str, np.ndarray]]:
+        """Per layer the positions pruned (with their lifetimes in steps) and activated since the
+        previous call, as arrays; the buffer starts again empty."""
+        out = []
+        for i, recent in enumerate(self._recent):
+            out.append({key: np.concatenate(chunks)[-RECENT_CAP:] if chunks
+                        else np.zeros(0, dtype=np.int64) for key, chunks in recent.items()})
+            self._recent[i] = self._no_recent()
+        return out
 
     def tracked_values(self, layers) -> np.ndarray:
         out = np.empty(len(self.tracked_pos))

@@ -1,0 +1,127 @@
+"""Typed, detached views of a run for drawing: one for a layer, one for the telemetry, one for
+the whole run. Built by `run_view()` only; `TrainingSession.snapshot()` and the frames the
+training process sends (background.py) are both such views. Plain numpy and numbers, so a view
+crosses a process pipe cheaply and never aliases the run's tensors."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import RunConfig
+
+
+@dataclass
+class Series:
+    """(step, value) points; value a float or a per-layer vector."""
+    steps: np.ndarray
+    values: np.ndarray
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.steps, self.values
+
+
+@dataclass
+class LayerView:
+    index: int
+    shape: tuple
+    k: int
+    n_positions: int
+    active_pos: np.ndarray        # flat positions of the active connections, sorted
+    active_weight: np.ndarray     # their weights (sign * theta)
+    active_theta: np.ndarray      # their theta
+    pruned: np.ndarray            # flat positions pruned since the previous view
+    pruned_age: np.ndarray        # steps each of those had been active
+    activated: np.ndarray         # flat positions revived since the previous view
+    theta: np.ndarray | None = None  # full-size theta and sign: only in a full view
+    sign: np.ndarray | None = None
+
+    @property
+    def connectivity(self) -> float:
+        return self.k / self.n_positions
+
+    def active_mask(self) -> np.ndarray:
+        """Weight-shaped booleans."""
+        mask = np.zeros(self.n_positions, dtype=bool)
+        mask[self.active_pos] = True
+        return mask.reshape(self.shape)
+
+    def weight(self) -> np.ndarray:
+        """Weight-shaped effective weights (0 where dormant)."""
+        w = np.zeros(self.n_positions, dtype=self.active_weight.dtype)
+        w[self.active_pos] = self.active_weight
+        return w.reshape(self.shape)
+
+
+@dataclass
+class TelemetryView:
+    series: dict[str, Series]     # loss, train_acc, test_acc, test_loss
+    pruned: Series                # per-layer counts per step
+    activated: Series
+    active: Series
+    ever_active_frac: Series
+    dead_units: Series
+    tracked_theta: Series
+    tracked_layer: np.ndarray
+    tracked_pos: np.ndarray
+    lifetimes: np.ndarray         # per layer, log2 bins (telemetry.LIFETIME_BINS)
+    changes: list[tuple]          # (step, field, old, new)
+    notes: list[tuple]
+    total_pruned: int
+
+
+@dataclass
+class RunView:
+    step: int
+    epoch: int
+    config: RunConfig             # the current settings (live changes included)
+    hyperparams: dict
+    metrics: dict
+    paused_reason: str | None
+    layers: list[LayerView]
+    telemetry: TelemetryView
+    steps_per_second: float = 0.0  # wall clock (the owner of the run measures it)
+    train_seconds: float = 0.0
+    playing: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _series(s) -> Series:
+    steps, values = s.arrays()
+    return Series(steps, values)
+
+
+def telemetry_view(tel) -> TelemetryView:
+    return TelemetryView(
+        series={k: _series(v) for k, v in tel.series.items()},
+        pruned=_series(tel.pruned), activated=_series(tel.activated), active=_series(tel.active),
+        ever_active_frac=_series(tel.ever_active_frac), dead_units=_series(tel.dead_units),
+        tracked_theta=_series(tel.tracked_theta), tracked_layer=tel.tracked_layer.copy(),
+        tracked_pos=tel.tracked_pos.copy(), lifetimes=tel.lifetimes.copy(),
+        changes=list(tel.changes), notes=list(tel.notes), total_pruned=tel.total_pruned)
+
+
+def run_view(session, *, full: bool = False, playing: bool = False,
+             steps_per_second: float | None = None) -> RunView:
+    """The run now. Compact by default: per layer only the active connections; full=True adds
+    full-size theta and sign (the posterior and weight views need them). Takes the rewiring
+    events collected since the previous view."""
+    recent = session.telemetry.take_recent()
+    layers = []
+    for i, (layer, ev) in enumerate(zip(session.layers, recent)):
+        idx = layer.active_idx.sort().values
+        theta = layer.theta.detach().view(-1)
+        lv = LayerView(index=i, shape=tuple(layer.theta.shape), k=layer.k,
+                       n_positions=layer.n_positions, active_pos=idx.cpu().numpy(),
+                       active_weight=layer.weight.detach().view(-1)[idx].cpu().numpy(),
+                       active_theta=theta[idx].cpu().numpy(), **ev)
+        if full:
+            lv.theta = theta.cpu().numpy().reshape(lv.shape).copy()
+            lv.sign = layer.sign.cpu().numpy().astype(np.int8)
+        layers.append(lv)
+    return RunView(step=session.step_count, epoch=session.batcher.epoch, config=session.config,
+                   hyperparams=session.hyperparams(), metrics=dict(session.last),
+                   paused_reason=session.paused_reason, layers=layers,
+                   telemetry=telemetry_view(session.telemetry),
+                   steps_per_second=session.steps_per_second if steps_per_second is None
+                   else steps_per_second, train_seconds=session.train_seconds, playing=playing)
