@@ -116,3 +116,22 @@ def test_a_killed_process_raises_a_clear_error_not_a_hang():
     with pytest.raises(RuntimeError, match="ended unexpectedly"):
         r.step(1)
     r.close()
+
+
+def test_a_dropped_run_parks_and_is_reattached_by_its_id():
+    r = BackgroundSession("spiral-demo")
+    run_id = r.run_id
+    assert BackgroundSession.reattach(run_id) is r  # alive in this process: the same owner
+    r.step(17)
+    process, park = r.process, r.park_path
+    del r
+    gc.collect()  # the owner is gone (a closed browser session): the run parks, not ends
+    assert not process.is_alive() and os.path.exists(park)
+    back = BackgroundSession.reattach(run_id)
+    try:
+        assert back is not None and back.run_id == run_id and back.frame().step == 17
+        assert not os.path.exists(park)  # the state lives in the new process now
+    finally:
+        back.close()
+    assert BackgroundSession.reattach(run_id) is None  # closed for good
+    assert BackgroundSession.reattach("../../etc/passwd") is None

@@ -126,6 +126,8 @@ def _serve(conn, source, options: dict) -> None:
                 return  # the owner is gone
             last_seen = time.monotonic()
             if op == "close":
+                if kw.get("park"):  # the owner was dropped, not closed: keep the run
+                    checkpoint.save(session, options["park_path"])
                 return
             try:
                 conn.send(("ok", handle(op, args, kw)))
@@ -167,29 +169,59 @@ def _context():
     return ctx
 
 
-def _close(conn, process, park_path: str) -> None:
+def _close(conn, process, park_path: str, park: bool) -> None:
+    """End the child; with park, it first writes its parking checkpoint (the run can be
+    reattached by its id), else the parking file goes too."""
     try:
-        conn.send(("close", (), {}))
+        conn.send(("close", (), {"park": park}))
     except (OSError, ValueError):
         pass
+    process.join(10.0 if park else 2.0)
     conn.close()
-    process.join(2.0)
     if process.is_alive():
         process.kill()
-    try:
-        os.unlink(park_path)
-    except OSError:
-        pass
+    if not park:
+        try:
+            os.unlink(park_path)
+        except OSError:
+            pass
 
 
 # -- the owner ----------------------------------------------------------------------------------
 class BackgroundSession:
     """Owner side: the same verbs as TrainingSession (step, set_hyperparams, resume, track,
-    predict_grid, metrics_csv, ...) plus play/pause, frame() for drawing and checkpoint()."""
+    predict_grid, metrics_csv, ...) plus play/pause, frame() for drawing and checkpoint().
+
+    Every run has a `run_id`. `close()` ends it for good; an owner that is merely dropped
+    (garbage-collected: its browser session went away) parks the run instead, so that
+    `BackgroundSession.reattach(run_id)` (a reloaded tab) finds it again, alive in this server
+    or from its parking file, for a day.
+    """
+
+    _live: "weakref.WeakValueDictionary[str, BackgroundSession]" = weakref.WeakValueDictionary()
+    _live_lock = threading.Lock()
+
+    @classmethod
+    def reattach(cls, run_id: str, **options) -> "BackgroundSession | None":
+        """The run with this id: the live owner in this process, or a new one started from the
+        run's parking file; None when the run is gone (or the id is not one of ours)."""
+        if not isinstance(run_id, str) or len(run_id) != 32 or any(c not in "0123456789abcdef" for c in run_id):
+            return None
+        with cls._live_lock:
+            run = cls._live.get(run_id)
+        if run is not None:
+            return run
+        path = PARK_DIR / f"{run_id}.safetensors"
+        if not path.exists():
+            return None
+        try:
+            return cls(path.read_bytes(), run_id=run_id, **options)
+        except (ValueError, RuntimeError, OSError):
+            return None
 
     def __init__(self, source: RunConfig | dict | str | bytes = "digits-demo", *, steps_per_frame: int = 10,
                  max_steps_per_second: float = 0.0, idle_timeout: float = 30.0, threads: int = 1,
-                 start_timeout: float = 180.0):
+                 start_timeout: float = 180.0, run_id: str | None = None):
         if isinstance(source, str):
             from .config import preset
             source = preset(source)
@@ -199,11 +231,16 @@ class BackgroundSession:
                         "max_steps_per_second": float(max_steps_per_second), "threads": int(threads)}
         PARK_DIR.mkdir(parents=True, exist_ok=True)
         _clean_parking(time.time())
-        self.park_path = str(PARK_DIR / f"{uuid.uuid4().hex}.safetensors")
+        self.run_id = run_id or uuid.uuid4().hex
+        self.park_path = str(PARK_DIR / f"{self.run_id}.safetensors")
         self.start_timeout = start_timeout
         self.restarts = 0
         self._lock = threading.Lock()
         self._start(source)
+        if run_id is not None:  # started from its parking file: the state lives in the child now
+            Path(self.park_path).unlink(missing_ok=True)
+        with self._live_lock:
+            self._live[self.run_id] = self
 
     def _start(self, source) -> None:
         ctx = _context()
@@ -214,7 +251,7 @@ class BackgroundSession:
         self.process.start()
         theirs.close()
         self._conn = ours
-        self._finalizer = weakref.finalize(self, _close, ours, self.process, self.park_path)
+        self._finalizer = weakref.finalize(self, _close, ours, self.process, self.park_path, True)
         if not ours.poll(self.start_timeout):
             self.close()
             raise RuntimeError(f"the training process did not start within {self.start_timeout:.0f} s")
@@ -238,7 +275,7 @@ class BackgroundSession:
         if self.process.is_alive() or not os.path.exists(self.park_path):
             return
         data = Path(self.park_path).read_bytes()
-        self._finalizer()  # closes the old pipe and removes the parking file
+        self._end(park=False)  # the old pipe and the parking file
         try:
             self._start(data)
         except Exception:
@@ -320,5 +357,13 @@ class BackgroundSession:
     def alive(self) -> bool:
         return self.process.is_alive()
 
+    def _end(self, park: bool) -> None:
+        if self._finalizer.detach() is not None:
+            _close(self._conn, self.process, self.park_path, park)
+
     def close(self) -> None:
-        self._finalizer()
+        """End the run for good (its process and any parking file)."""
+        with self._live_lock:
+            if self._live.get(self.run_id) is self:
+                del self._live[self.run_id]
+        self._end(park=False)
