@@ -2,6 +2,7 @@
 
 The algorithm library is this package's top level (layers, optim/, sampling, distribution,
 theory); the run harness (configs, registry, data, sessions, checkpoints, CLI) is in run/."""
+from . import validate
 from .device import auto_device
 from .distribution import distribute_connectivity
 from .layers import Rewired, SparseConv2d, SparseLinear, rewired_layers, sparsify
