@@ -14,5 +14,6 @@ if __name__ == "__main__":
     st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
     page = st.navigation([st.Page(dashboard.render, title="Dashboard", icon="🔌", url_path="dashboard",
                                   default=True),
-                          st.Page(compare.render, title="Compare", icon="⚖️", url_path="compare")])
+                          st.Page(compare.render, title="Compare", icon="⚖️", url_path="compare"),
+                          st.Page("routes/sweep.py", title="Sweep", icon="🧪", url_path="sweep")])
     page.run()

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import signal
 import sys
+import threading
 import time
 import typing
 from pathlib import Path
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "sweep":
-            return _sweep(args)
+            return _sweep(args, list(sys.argv[1:] if argv is None else argv))
         import torch
         torch.set_num_threads(args.threads)
         overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     return _train(session, steps, out, args.quiet)
 
 
-def _sweep(args) -> int:
+def _sweep(args, argv) -> int:
     from . import sweep
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
                  if getattr(args, f.name) is not None}
@@ -271,15 +272,19 @@ def _sweep(args) -> int:
 
     def stop(signum, frame):   # a terminated sweep shuts its local Ray down on the way out
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, stop)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
         rows = sweep.run_trials(trials, list(grid) + list(rand), out, address=args.address,
                                 asha=args.asha, cpus_per_trial=args.cpus_per_trial,
-                                progress=not args.quiet)
+                                progress=not args.quiet, meta={"preset": args.preset, "argv": argv})
     except KeyboardInterrupt:
         print(f"sweep stopped; finished trials are in {out / 'results.csv'} (re-run to continue)",
               file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     ok = [r for r in rows if r.get("status") == "ok"]
     by = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "diverged", "stopped", "error")}
     print(f"{len(rows)} trials ({', '.join(f'{v} {k}' for k, v in by.items() if v)}); "

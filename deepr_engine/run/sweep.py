@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import hashlib
 import itertools
+import json
 import math
 import os
 import shutil
@@ -274,6 +275,20 @@ def read_results(path: str | Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
 class _Results:
     """results.csv, rewritten whole (atomically) after every trial so readers never see half a row."""
 
@@ -318,19 +333,20 @@ def run_sweep(base: RunConfig, grid: dict | None = None, random: dict | None = N
               samples: int = 0, seeds: int = 1, out: str | Path = "runs/sweep",
               address: str | None = None, asha: bool = False, sample_seed: int = 0,
               val_fraction: float | None = None, cpus_per_trial: float = 1.0,
-              progress: bool = True, on_result=None) -> list[dict]:
+              progress: bool = True, on_result=None, meta: dict | None = None) -> list[dict]:
     """Build the trials and run those results.csv does not hold yet; returns this sweep's rows
     (finished earlier or now), each with its swept fields, seed and metrics."""
     trials = build_trials(base, grid, random, samples, seeds, sample_seed, val_fraction)
     fields = list(grid or {}) + list(random or {})
     return run_trials(trials, fields, out, address=address, asha=asha, cpus_per_trial=cpus_per_trial,
-                      progress=progress, on_result=on_result)
+                      progress=progress, on_result=on_result, meta=meta)
 
 
 def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, address: str | None = None,
                asha: bool = False, cpus_per_trial: float = 1.0, progress: bool = True,
-               on_result=None) -> list[dict]:
-    """Run the given trials on Ray (skipping finished ones in out/results.csv)."""
+               on_result=None, meta: dict | None = None) -> list[dict]:
+    """Run the given trials on Ray (skipping finished ones in out/results.csv). out/trials.json
+    maps each row's key to its full config; `meta` (e.g. the preset) goes to out/sweep.json."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; it must be a folder")
@@ -339,6 +355,10 @@ def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, addre
     unique: dict[str, Trial] = {}
     for t in trials:
         unique.setdefault(t.key, t)
+    _write_json(out / "trials.json", _read_json(out / "trials.json")
+                | {k: t.config.to_dict() for k, t in unique.items()})   # a row's full setup
+    if meta:
+        _write_json(out / "sweep.json", meta)
     todo = [t for k, t in unique.items() if k not in finished]
     results.drop({t.key for t in todo})   # earlier error rows of trials that run again
     total, skipped = len(unique), len(unique) - len(todo)

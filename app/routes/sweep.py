@@ -1,0 +1,311 @@
+"""The Sweep page: choose fields, ranges and a budget, start a sweep, and watch its trials
+arrive (table, validation-accuracy heatmap over two fields, parallel coordinates); a trial opens
+on the Dashboard with its setup in the URL.
+
+The sweep runs as `python -m deepr_engine sweep ... --out runs/sweeps/<time>` in its own process
+group (Ray and its trial workers under it), never in the web server; the page only reads the
+folder's results.csv. Stop, a new sweep or the end of the tab's session terminates it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from deepr_engine.run import sweep as engine
+from deepr_engine.run.config import PRESETS, RunConfig, preset
+
+ROOT = Path(__file__).resolve().parents[2]
+SWEEPS = ROOT / "runs" / "sweeps"
+MODES = ["grid", "log", "uniform"]
+POLL = 2.0        # s between reads of results.csv while a sweep runs
+DEFAULT_SPACE = [{"field": "lr", "mode": "log", "values": "0.01:1"},
+                 {"field": "alpha", "mode": "log", "values": "1e-5:1e-2"},
+                 {"field": "temperature", "mode": "grid", "values": "1e-8,1e-6"}]
+
+
+# -- the sweep process ------------------------------------------------------------------------------
+def _terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM the sweep's process group (the CLI shuts its Ray down), SIGKILL what is left."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+
+
+class SweepProcess:
+    """One sweep command in its own process group; ends with its owner (the tab's session)."""
+
+    def __init__(self, args: list[str], out: Path):
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        self.args = args
+        log = open(out / "log.txt", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen([sys.executable, "-m", "deepr_engine", "sweep", *args,
+                                      "--out", str(out)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        log.close()
+        self._finalizer = weakref.finalize(self, _terminate, self.proc)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        self._finalizer()
+
+
+# -- the search space ----------------------------------------------------------------------------
+def sweep_args(preset_name: str, steps: int, seeds: int, samples: int, space: list[dict],
+               asha: bool = False, address: str = "") -> list[str]:
+    """The CLI arguments for a space given as rows {field, mode, values}; raises ValueError
+    (naming the field) for a bad row, so nothing starts."""
+    args = ["--preset", preset_name, "--steps", str(int(steps)), "--seeds", str(int(seeds))]
+    grid, rand = {}, {}
+    for row in space:
+        name = str(row.get("field") or "").strip()
+        values = str(row.get("values") or "").strip()
+        mode = row.get("mode") or "grid"
+        if not name:
+            continue
+        if mode not in MODES:
+            raise ValueError(f"{name}: mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "grid":
+            grid.update([engine.parse_grid(f"{name}={values}")])
+            args += ["--grid", f"{name}={values}"]
+        else:
+            rand.update([engine.parse_random(f"{name}={mode}:{values}")])
+            args += ["--random", f"{name}={mode}:{values}"]
+    if rand:
+        args += ["--samples", str(int(samples))]
+    engine.build_trials(preset(preset_name).replace(steps=int(steps)), grid, rand,
+                        int(samples) if rand else 0, int(seeds))   # validates every trial
+    if asha:
+        args.append("--asha")
+    if address.strip():
+        args += ["--address", address.strip()]
+    return args
+
+
+def n_trials(args: list[str]) -> int:
+    from deepr_engine.run.cli import build_parser
+    ns = build_parser().parse_args(["sweep", *args])
+    n = ns.seeds * (ns.samples or 1)
+    for spec in ns.grid:
+        n *= len(engine.parse_grid(spec)[1])
+    return n
+
+
+# -- reading a sweep folder ----------------------------------------------------------------------------
+def load(out: Path):
+    """(rows as a DataFrame, swept fields, trials.json, sweep.json) of a sweep folder."""
+    import pandas as pd
+    rows = engine.read_results(out)
+    swept = [c for c in (rows[0] if rows else {}) if c not in engine.RESULT_COLUMNS]
+    df = pd.DataFrame(rows)
+    for c in ["val_acc", "test_acc", "connectivity", "turnover", "seconds", "seed", *swept]:
+        if c in df:
+            num = pd.to_numeric(df[c], errors="coerce")
+            if num.notna().all():
+                df[c] = num
+    configs = engine._read_json(out / "trials.json")
+    meta = engine._read_json(out / "sweep.json")
+    return df, swept, configs, meta
+
+
+def dashboard_url(config: dict, preset_name: str) -> str:
+    """/dashboard?... with the trial's setup (the dashboard's URL keys)."""
+    from app.urlstate import UISettings, to_query
+    cfg = RunConfig.from_dict(config)
+    q = to_query(cfg, UISettings(preset=preset_name if preset_name in PRESETS else "digits-demo"))
+    return "/dashboard?" + urlencode(q)
+
+
+def _binned(series, max_levels: int = 10):
+    """Labels for a heatmap axis: the values themselves, or (log-)bins for a random field."""
+    import numpy as np
+    import pandas as pd
+    if series.nunique() <= max_levels or not pd.api.types.is_numeric_dtype(series):
+        return series.map(engine.format_value if not pd.api.types.is_numeric_dtype(series)
+                          else lambda v: f"{v:.3g}"), sorted(series.unique())
+    lo, hi = float(series.min()), float(series.max())
+    log = lo > 0 and hi / lo > 10
+    edges = np.geomspace(lo, hi, 7) if log else np.linspace(lo, hi, 7)
+    cats = pd.cut(series, edges, include_lowest=True, duplicates="drop")
+    labels = cats.map(lambda iv: f"{iv.left:.2g}-{iv.right:.2g}").astype(str)
+    return labels, [f"{iv.left:.2g}-{iv.right:.2g}" for iv in cats.cat.categories]
+
+
+def heatmap(df, fx: str, fy: str):
+    import plotly.graph_objects as go
+    ok = df[df["status"].isin(["ok", "stopped"])].copy()
+    ok["val_acc"] = ok["val_acc"].astype(float)
+    ok["_x"], xs = _binned(ok[fx])
+    ok["_y"], ys = _binned(ok[fy])
+    xs = [x if isinstance(x, str) else f"{x:.3g}" for x in xs]
+    ys = [y if isinstance(y, str) else f"{y:.3g}" for y in ys]
+    table = ok.groupby(["_y", "_x"])["val_acc"].agg(["mean", "count"])
+    z = [[table["mean"].get((y, x), math.nan) for x in xs] for y in ys]
+    text = [[f"{table['mean'][(y, x)]:.3f} (n={table['count'][(y, x)]})" if (y, x) in table.index else ""
+             for x in xs] for y in ys]
+    fig = go.Figure(go.Heatmap(z=z, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="Viridis",
+                               colorbar=dict(title="val acc"), hoverongaps=False))
+    fig.update_layout(xaxis_title=fx, yaxis_title=fy, height=420, margin=dict(l=10, r=10, t=30, b=10),
+                      title="mean validation accuracy (over seeds)", xaxis_type="category",
+                      yaxis_type="category")
+    return fig
+
+
+def parallel(df, swept: list[str]):
+    import numpy as np
+    import plotly.graph_objects as go
+    ok = df[df["status"].isin(["ok", "stopped"])]
+    dims = []
+    for f in swept:
+        col = ok[f]
+        if np.issubdtype(col.dtype, np.number):
+            v = col.astype(float)
+            if (v > 0).all() and v.max() / v.min() > 10:
+                dims.append(dict(label=f"log10 {f}", values=np.log10(v)))
+            else:
+                dims.append(dict(label=f, values=v))
+        else:
+            cats = sorted(col.astype(str).unique())
+            dims.append(dict(label=f, values=col.astype(str).map(cats.index), tickvals=list(range(len(cats))),
+                             ticktext=cats))
+    for m in ("val_acc", "test_acc", "turnover"):
+        dims.append(dict(label=m, values=ok[m].astype(float)))
+    fig = go.Figure(go.Parcoords(line=dict(color=ok["val_acc"].astype(float), colorscale="Viridis",
+                                           showscale=True), dimensions=dims))
+    fig.update_layout(height=380, margin=dict(l=60, r=40, t=40, b=20))
+    return fig
+
+
+# -- the page ----------------------------------------------------------------------------------
+def controls() -> None:
+    sb = st.sidebar
+    sb.header("Sweep setup")
+    name = sb.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("digits-demo"), key="sw_preset")
+    steps = sb.number_input("Steps per trial", 10, 10**7, 1000, step=100, key="sw_steps")
+    seeds = sb.number_input("Seeds per setting", 1, 20, 1, key="sw_seeds")
+    samples = sb.number_input("Random samples", 1, 1000, 8, key="sw_samples",
+                              help="settings drawn from the log / uniform ranges (per grid point)")
+    asha = sb.checkbox("Early stopping (ASHA)", key="sw_asha",
+                       help="weak trials stop after a fraction of their steps (status 'stopped')")
+    address = sb.text_input("Ray cluster address", "", key="sw_address",
+                            help="empty: a local Ray on this machine's cores; or e.g. ray://head:10001")
+    fields = [f for f in engine._field_types() if f != "seed"]
+    st.subheader("Search space")
+    st.caption("grid: comma-separated values (list fields: '/' inside a value, e.g. 64/32); "
+               "log / uniform: LOW:HIGH. Every trial holds out 20% of the training data; "
+               "trials are compared on that validation split, test accuracy is shown beside it.")
+    space = st.data_editor(DEFAULT_SPACE, num_rows="dynamic", key="sw_space", width="stretch",
+                           column_config={
+                               "field": st.column_config.SelectboxColumn("field", options=fields, required=True),
+                               "mode": st.column_config.SelectboxColumn("mode", options=MODES, required=True),
+                               "values": st.column_config.TextColumn("values", required=True)})
+    proc: SweepProcess | None = st.session_state.get("sw_proc")
+    running = proc is not None and proc.running
+    try:
+        args = sweep_args(name, steps, seeds, samples, list(space), asha, address)
+        st.caption(f"{n_trials(args)} trials of {steps} steps: `python -m deepr_engine sweep "
+                   f"{' '.join(args)}`")
+    except ValueError as exc:
+        args = None
+        st.error(f"Search space: {exc}")
+    c1, c2 = st.columns(2)
+    if c1.button("Start sweep", type="primary", disabled=args is None or running, key="sw_start"):
+        if proc is not None:
+            proc.stop()
+        out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
+        st.session_state["sw_proc"] = SweepProcess(args, out)
+        st.session_state["sw_dir"] = str(out)
+        st.rerun()
+    if c2.button("Stop", disabled=not running, key="sw_stop"):
+        proc.stop()
+        st.rerun()
+
+
+def results_view(out: Path, running: bool) -> None:
+    df, swept, configs, meta = load(out)
+    log = out / "log.txt"
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    head = next((ln for ln in lines if ln.startswith("sweep: ")), "")
+    st.caption(f"{out} · {'running' if running else 'not running'} · {len(df)} trials finished"
+               + (f" · {head[7:]}" if head else ""))
+    if not running and any(ln.startswith(("Traceback", "error:")) for ln in lines[-40:]):
+        st.error("The sweep process failed: " + lines[-1])
+    with st.expander("Progress log"):
+        st.code("\n".join(lines[-40:]) or "(nothing yet)")
+    if df.empty:
+        st.info("No finished trial yet." if running else "This folder has no results.csv yet.")
+        return
+    shown = df.drop(columns=[c for c in ("key", "note") if c in df])
+    shown = shown.sort_values("val_acc", ascending=False, na_position="last") if "val_acc" in shown else shown
+    st.markdown("**Trials** (best validation accuracy first; select a row to open it on the Dashboard)")
+    event = st.dataframe(shown, width="stretch", hide_index=True, on_select="rerun",
+                         selection_mode="single-row", key=f"sw_table_{out.name}")
+    picked = event.selection.rows if event is not None and hasattr(event, "selection") else []
+    if picked:
+        row = df.loc[shown.index[picked[0]]]
+        cfg = configs.get(row["key"])
+        if cfg is not None:
+            st.link_button(f"Open trial seed {row['seed']} ({', '.join(f'{f}={row[f]}' for f in swept)}) "
+                           f"on the Dashboard", dashboard_url(cfg, meta.get("preset", "digits-demo")))
+    varied = [f for f in swept if df[f].nunique() > 1]
+    if len(varied) >= 2:
+        c1, c2 = st.columns(2)
+        fx = c1.selectbox("Heatmap x", varied, index=0, key="sw_hx")
+        fy = c2.selectbox("Heatmap y", [f for f in varied if f != fx], index=0, key="sw_hy")
+        st.plotly_chart(heatmap(df, fx, fy), width="stretch", key=f"sw_heat_{out.name}")
+    elif varied:
+        st.caption("The heatmap needs two swept fields with more than one value.")
+    if varied and (df["status"].isin(["ok", "stopped"])).any():
+        st.plotly_chart(parallel(df, varied), width="stretch", key=f"sw_par_{out.name}")
+
+
+def render() -> None:
+    st.title("Sweep")
+    controls()
+    proc: SweepProcess | None = st.session_state.get("sw_proc")
+    folders = sorted((p for p in SWEEPS.glob("*") if p.is_dir()), reverse=True) if SWEEPS.exists() else []
+    current = st.session_state.get("sw_dir")
+    if current and Path(current) not in folders:
+        folders.insert(0, Path(current))
+    if not folders:
+        st.info("No sweep yet: set the search space and press Start sweep.")
+        return
+    names = [str(p) for p in folders]
+    pick = st.selectbox("Sweep folder", names, index=names.index(current) if current in names else 0,
+                        key="sw_folder")
+    out = Path(pick)
+    running = proc is not None and proc.running and Path(proc.out) == out
+    st.fragment(run_every=POLL if running else None)(_live)(out, running)
+
+
+def _live(out: Path, running: bool) -> None:
+    proc = st.session_state.get("sw_proc")
+    now_running = proc is not None and proc.running and Path(proc.out) == out
+    results_view(out, now_running)
+    if running and not now_running:
+        st.rerun()   # the sweep ended: redraw the page once without polling
+
+
+if __name__ == "__main__":   # st.navigation runs this file as a page (app/main.py)
+    render()
