@@ -9,6 +9,8 @@ import pytest
 from deepr_engine.run.background import BackgroundSession
 from deepr_engine.run.config import preset
 
+pytestmark = pytest.mark.slow  # every test starts training processes
+
 
 def wait_until(cond, timeout: float = 20.0) -> bool:
     deadline = time.time() + timeout

@@ -114,6 +114,7 @@ def test_active_increment_mean_and_variance_with_zero_gradient():
     assert abs(inc.var().item() / var - 1) < 4 * math.sqrt(2 / n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size,k", [(200, 20), (200, 1), (200, 180)])
 def test_revival_is_uniform_over_dormant_positions(size, k):
     """Every step all K die (zero gradient, L1 pushes theta = 0 below 0): K are revived among

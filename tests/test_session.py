@@ -211,6 +211,7 @@ def test_downsampled_series_keeps_the_whole_history_bounded():
     assert abs(vals.mean() - 3.0) < 0.01  # means of merged windows stay right
 
 
+@pytest.mark.slow
 def test_long_session_telemetry_stays_under_a_fixed_bound():
     s = TrainingSession(small(eval_every=10), telemetry_capacity=64)
     sizes = []
