@@ -33,7 +33,7 @@ class Rewired:
     _weight_version: int = -1  # torch's counter of `weight` after our last write
 
     def init_rewiring(self, k: int, generator: torch.Generator) -> None:
-        """Reference initialisation (spec): w0 ~ N(0, 1/n_in), sign = sign(w0), exactly k positions
+        """Reference initialisation (docs/algorithms.md): w0 ~ N(0, 1/n_in), sign = sign(w0), exactly k positions
         chosen uniformly without replacement get theta = |w0|, the rest are dormant."""
         weight = self.weight
         n = weight.numel()

@@ -1,4 +1,4 @@
-"""What the spec's theory predicts for theta with zero gradient (for comparison plots)."""
+"""What the theory of docs/algorithms.md predicts for theta with zero gradient (for comparison plots)."""
 from __future__ import annotations
 
 import numpy as np
