@@ -158,3 +158,26 @@ def test_a_conv_model_from_a_run_config():
     acc0 = s.last["test_acc"]
     s.step(300)
     assert s.evaluate()["test_acc"] > max(0.6, acc0 + 0.4)  # 0.82 measured; chance is 0.1
+
+
+@pytest.mark.slow
+def test_proportional_global_revival_follows_the_initial_k_and_keeps_the_total():
+    model = mlp((20, 30, 10), connectivity=[0.1, 0.6])
+    opt = DeepR(model, lr=0.1, alpha=5e-2, temperature=1e-4, global_k=True, revive="proportional")
+    layers = rewired_layers(model)
+    k0 = [l.k for l in layers]
+    x, y = data()
+    revived = torch.zeros(2)
+    for _ in range(300):
+        train_steps(model, opt, 1, x, y)
+        revived += torch.tensor([len(e["activated"]) for e in opt.last_events], dtype=torch.float)
+        assert sum(l.k for l in layers) == sum(k0)
+    share = revived / revived.sum()
+    expected = torch.tensor(k0, dtype=torch.float) / sum(k0)
+    # multinomial shares over hundreds of revivals: within 0.05 of k0 / sum(k0)
+    assert revived.sum() > 300 and torch.allclose(share, expected, atol=0.05), (share, expected)
+    twin = DeepR(mlp((20, 30, 10), connectivity=[0.1, 0.6]), lr=0.1, global_k=True, revive="proportional")
+    twin.load_state_dict(opt.state_dict())
+    assert twin.initial_k == k0
+    with pytest.raises(ValueError, match="revive must be one of uniform, proportional"):
+        DeepR(mlp(), lr=0.1, revive="sometimes")

@@ -38,6 +38,7 @@ class RunConfig:
     noise_scale: float = 0.0        # > 0: temperature = lr * noise_scale**2 / 2, tracking lr
     theta_min: float = 0.0          # soft-Deep R; 0 = rule of thumb from the connectivity
     global_k: bool = False
+    global_revive: str = "uniform"  # with global_k: uniform over the network, or proportional to initial K
     gradient: str = "sgd"
     batch_size: int = 32
     # the comparison methods (optim/baselines.py)
@@ -72,6 +73,7 @@ class RunConfig:
             validate.finite(f"connectivity[{i}]", c, low=0.0, high=1.0, low_open=True)
         validate.choice("distribution", self.distribution, ("uniform", "erk"))
         registry.get(self.algorithm)  # one of the registered methods
+        validate.choice("global_revive", self.global_revive, ("uniform", "proportional"))
         validate.integer("update_every", self.update_every, low=1, high=10**9)
         validate.finite("drop_fraction", self.drop_fraction, low=0.0, high=1.0)
         validate.integer("t_end", self.t_end, low=0, high=10**12)

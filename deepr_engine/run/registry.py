@@ -126,7 +126,7 @@ def _current_k(cfg, layers) -> dict:  # methods that start dense: the layers' K 
 
 
 register(Algorithm("deepr", "Deep R", DeepR, {"alpha": "alpha", "temperature": "temperature"},
-                   lambda cfg, layers: {"global_k": cfg.global_k},
+                   lambda cfg, layers: {"global_k": cfg.global_k, "revive": cfg.global_revive},
                    "Algorithm 1: exactly K active, gradient + L1 + noise, uniform revival"))
 register(Algorithm("soft-deepr", "soft-Deep R", SoftDeepR, {"alpha": "alpha", "temperature": "temperature"},
                    lambda cfg, layers: {"theta_min": cfg.theta_min if cfg.theta_min < 0 else None},
