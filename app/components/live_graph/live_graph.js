@@ -1,0 +1,475 @@
+// The live connectivity graph: a <canvas> that holds the network and applies per-frame deltas.
+//
+// Python (app/components/live_graph.py) sends one binary message per frame: a "full" message
+// (layout + every drawn edge) when the run or layout changes, otherwise a "delta" (edges pruned
+// and revived since the previous frame, weights that moved, dead units). Steady edges are drawn
+// on a base canvas only when data arrives; fades run on an overlay canvas with
+// requestAnimationFrame and stop when nothing is fading, so an idle graph costs nothing.
+
+const STATES = new WeakMap();           // parentElement -> state; the module is called per frame
+const FADE_MS = { added: 1000, death: 1200, probe: 700 };
+const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this window
+const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
+const NB = 6;                           // |w| bands per sign (one stroke per band)
+const PALETTES = {
+  light: { bg: "#ffffff", text: "#31333f", pos: "#2166ac", neg: "#d6604d", added: "#1a9850",
+           death: "#111111", probe: "#9970ab", node: "#6b6b6b", ring: "#333333", hover: "#000000" },
+  dark: { bg: "#0e1117", text: "#fafafa", pos: "#6baed6", neg: "#f4796b", added: "#4fd47f",
+          death: "#f5f5f5", probe: "#c9a6e0", node: "#9a9a9a", ring: "#dddddd", hover: "#ffffff" },
+};
+
+function decode(u8) {
+  // copy into a fresh buffer: the typed views below need 4-byte aligned offsets
+  const buf = u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
+  const n = new DataView(buf).getUint32(0, true);
+  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
+  const start = (4 + n + 3) & ~3;
+  const arrays = {};
+  for (const [name, [dtype, off, count]] of Object.entries(header.arrays || {})) {
+    const Ctor = dtype === "i4" ? Int32Array : Float32Array;
+    arrays[name] = new Ctor(buf, start + off, count);
+  }
+  return { header, arrays, bytes: u8.byteLength };
+}
+
+function luminance(color) {
+  const m = /^#([0-9a-f]{6})$/i.exec((color || "").trim());
+  if (m) {
+    const v = parseInt(m[1], 16);
+    return (0.299 * (v >> 16) + 0.587 * ((v >> 8) & 255) + 0.114 * (v & 255)) / 255;
+  }
+  const r = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)/.exec(color || "");
+  return r ? (0.299 * +r[1] + 0.587 * +r[2] + 0.114 * +r[3]) / 255 : 1;
+}
+
+function createState(parent, key) {
+  for (const old of parent.querySelectorAll(".dg-root")) old.remove();
+  const root = document.createElement("div");
+  root.className = "dg-root";
+  root.innerHTML =
+    '<div class="dg-top"><span class="dg-step"></span><span class="dg-counters"></span></div>' +
+    '<div class="dg-stage"><canvas class="dg-base"></canvas><canvas class="dg-anim"></canvas>' +
+    '<div class="dg-tip" hidden></div></div>' +
+    '<div class="dg-legend"><span class="sw pos"></span>+ weight <span class="sw neg"></span>− weight ' +
+    '(opacity, width: |w|) <span class="sw added"></span>revived <span class="sw death"></span>' +
+    'pruned (established) <span class="sw probe"></span>pruned probe (brief, near 0) ' +
+    '<span class="ring"></span>dead unit</div>';
+  parent.appendChild(root);
+  const S = {
+    key, root,
+    stage: root.querySelector(".dg-stage"),
+    base: root.querySelector(".dg-base"),
+    anim: root.querySelector(".dg-anim"),
+    tip: root.querySelector(".dg-tip"),
+    countersEl: root.querySelector(".dg-counters"),
+    stepEl: root.querySelector(".dg-step"),
+    seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1, resyncAt: 0,
+    layout: null, layers: [], edges: [], scale: [], dead: new Set(), xy: null, colOf: null,
+    anims: [], rafId: 0, hover: null, mouse: null, events: [], step: 0, sample: null,
+    theme: "light", themeSetting: "auto", pal: PALETTES.light, height: 420,
+    pace: "timer", minInterval: 100, reportEvery: 1000, lastReport: 0, reportTimer: 0,
+    applyMs: 0, setStateValue: null, applyTimes: [], log: [],
+  };
+  S.api = {
+    get framesApplied() { return S.framesApplied; },
+    get lastBytes() { return S.lastBytes; },
+    get lastKind() { return S.lastKind; },
+    get edgeCount() { return S.edges.reduce((a, m) => a + m.size, 0); },
+    get seq() { return S.seq; },
+    get step() { return S.step; },
+    get theme() { return S.theme; },
+    get resyncs() { return S.resyncs; },
+    get fading() { return S.anims.length; },
+    get applyMs() { return S.applyMs; },
+    hasEdge: (layer, pos) => !!(S.edges[layer] && S.edges[layer].has(pos)),
+    weight: (layer, pos) => (S.edges[layer] ? S.edges[layer].get(pos) : undefined),
+    edges: () => S.edges.map((m) => Array.from(m.keys()).sort((a, b) => a - b)),
+    dead: () => Array.from(S.dead).sort((a, b) => a - b),
+    rates: () => rates(S, performance.now()),
+    edgeAt: (x, y) => { const h = nearestEdge(S, x, y); return h && describe(S, h); },
+    log: () => S.log.slice(),
+    layoutInfo: () => S.xy && { nodes: S.xy.length / 2, xy: Array.from(S.xy), columns: S.colX },
+  };
+  window.__deeprGraph = window.__deeprGraph || {};
+  window.__deeprGraph[key] = S.api;
+
+  new ResizeObserver(() => { if (resize(S)) { drawBase(S); drawAnim(S, performance.now()); } })
+    .observe(S.stage);
+  S.stage.addEventListener("mousemove", (e) => {
+    const r = S.base.getBoundingClientRect();
+    S.mouse = [e.clientX - r.left, e.clientY - r.top];
+    kick(S);
+  });
+  S.stage.addEventListener("mouseleave", () => { S.mouse = null; S.hover = null; S.tip.hidden = true; kick(S); });
+  S.ratesTimer = setInterval(() => renderCounters(S), 500);
+  return S;
+}
+
+function readTheme(S) {
+  let mode = S.themeSetting;
+  const cs = getComputedStyle(S.root);
+  const bg = cs.getPropertyValue("--st-background-color").trim();
+  if (mode !== "light" && mode !== "dark") mode = bg && luminance(bg) < 0.5 ? "dark" : "light";
+  S.theme = mode;
+  S.pal = { ...PALETTES[mode] };
+  if (S.themeSetting === "auto") {  // follow Streamlit's exact colours where it gives them
+    if (bg) S.pal.bg = bg;
+    const text = cs.getPropertyValue("--st-text-color").trim();
+    if (text) S.pal.text = text;
+  }
+  S.root.dataset.theme = mode;
+  S.root.style.setProperty("--dg-pos", S.pal.pos);
+  S.root.style.setProperty("--dg-neg", S.pal.neg);
+  S.root.style.setProperty("--dg-added", S.pal.added);
+  S.root.style.setProperty("--dg-death", S.pal.death);
+  S.root.style.setProperty("--dg-probe", S.pal.probe);
+  S.root.style.setProperty("--dg-ring", S.pal.ring);
+  S.root.style.setProperty("--dg-text", S.pal.text);
+  S.root.style.setProperty("--dg-bg", S.pal.bg);
+}
+
+function resize(S) {
+  const w = Math.max(50, Math.floor(S.stage.clientWidth));
+  const h = S.height;
+  const dpr = window.devicePixelRatio || 1;
+  if (S.w === w && S.h === h && S.dpr === dpr && S.xy) return false;
+  S.w = w; S.h = h; S.dpr = dpr;
+  S.stage.style.height = h + "px";
+  for (const c of [S.base, S.anim]) {
+    c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
+    c.style.width = w + "px"; c.style.height = h + "px";
+  }
+  placeNodes(S);
+  return true;
+}
+
+// Node pixel positions: an image input as its pixel grid (square cells), the other layers as
+// columns at the x fractions Python chose (the first layer gets the widest gap).
+function placeNodes(S) {
+  const L = S.layout;
+  if (!L) return;
+  const pad = 12, top = 12, bottom = S.sample ? 26 : 12;
+  const W = S.w, H = S.h, ih = H - top - bottom;
+  const n = L.sizes.reduce((a, b) => a + b, 0);
+  const xy = new Float32Array(2 * n);
+  S.offsets = [];
+  let off = 0, x0 = pad, span = W - 2 * pad;
+  S.colX = [];
+  S.radius = [];
+  for (let c = 0; c < L.sizes.length; c++) {
+    S.offsets.push(off);
+    const size = L.sizes[c];
+    if (c === 0 && L.grid) {
+      const [gh, gw] = L.grid;
+      const cell = Math.min(ih / gh, (W * 0.3) / gw);
+      for (let i = 0; i < size; i++) {
+        const r = Math.floor(i / gw), q = i % gw;
+        xy[2 * (off + i)] = pad + (q + 0.5) * cell;
+        xy[2 * (off + i) + 1] = top + (ih - cell * gh) / 2 + (r + 0.5) * cell;
+      }
+      x0 = pad + cell * gw;
+      span = W - pad - x0;
+      S.colX.push(x0);
+      S.radius.push(Math.max(1, Math.min(4, cell * 0.3)));
+    } else {
+      const x = x0 + L.x[c] * span;
+      const step = size > 1 ? ih / (size - 1) : 0;
+      for (let i = 0; i < size; i++) {
+        xy[2 * (off + i)] = x;
+        xy[2 * (off + i) + 1] = size === 1 ? top + ih / 2 : top + i * step;
+      }
+      S.colX.push(x);
+      S.radius.push(Math.max(1, Math.min(4, step * 0.35 || 4)));
+    }
+    off += size;
+  }
+  S.offsets.push(off);
+  S.xy = xy;
+}
+
+function endpoints(S, layer, pos) {
+  const nin = S.layers[layer].shape[1];
+  const row = Math.floor(pos / nin), col = pos - row * nin;
+  const a = 2 * (S.offsets[layer] + col), b = 2 * (S.offsets[layer + 1] + row);
+  return [S.xy[a], S.xy[a + 1], S.xy[b], S.xy[b + 1]];
+}
+
+function layerScale(map) {
+  // 98th percentile of |w|: one huge weight should not make the whole layer faint
+  const v = new Float32Array(map.size);
+  let i = 0;
+  for (const w of map.values()) v[i++] = Math.abs(w);
+  if (!v.length) return 1;
+  v.sort();
+  return Math.max(v[Math.min(v.length - 1, Math.floor(0.98 * v.length))], 1e-12);
+}
+
+function drawBase(S) {
+  const ctx = S.base.getContext("2d");
+  ctx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
+  ctx.fillStyle = S.pal.bg;
+  ctx.fillRect(0, 0, S.w, S.h);
+  if (!S.xy) return;
+  const paths = [];
+  for (let b = 0; b < 2 * NB; b++) paths.push(new Path2D());
+  for (let l = 0; l < S.edges.length; l++) {
+    const sc = S.scale[l];
+    for (const [pos, w] of S.edges[l]) {
+      const band = Math.min(NB - 1, Math.floor((Math.abs(w) / sc) * NB));
+      const p = paths[(w < 0 ? NB : 0) + band];
+      const [x1, y1, x2, y2] = endpoints(S, l, pos);
+      p.moveTo(x1, y1); p.lineTo(x2, y2);
+    }
+  }
+  for (let b = 0; b < 2 * NB; b++) {
+    const f = ((b % NB) + 0.5) / NB;
+    ctx.globalAlpha = 0.12 + 0.83 * f;
+    ctx.lineWidth = 0.5 + 1.6 * f;
+    ctx.strokeStyle = b < NB ? S.pal.pos : S.pal.neg;
+    ctx.stroke(paths[b]);
+  }
+  ctx.globalAlpha = 1;
+  // units: filled, dead ones hollow
+  const live = new Path2D(), dead = new Path2D();
+  for (let c = 0; c < S.layout.sizes.length; c++) {
+    const r = S.radius[c], o = S.offsets[c];
+    for (let i = 0; i < S.layout.sizes[c]; i++) {
+      const id = o + i, x = S.xy[2 * id], y = S.xy[2 * id + 1];
+      const p = S.dead.has(id) ? dead : live;
+      p.moveTo(x + r, y); p.arc(x, y, r, 0, 2 * Math.PI);
+    }
+  }
+  ctx.fillStyle = S.pal.node; ctx.fill(live);
+  ctx.fillStyle = S.pal.bg; ctx.fill(dead);
+  ctx.lineWidth = 1; ctx.strokeStyle = S.pal.ring; ctx.stroke(dead);
+  if (S.sample) {
+    ctx.fillStyle = S.pal.text;
+    ctx.font = "12px sans-serif";
+    ctx.fillText(`showing a fixed sample: ${S.sample.shown.toLocaleString()} of ` +
+      `${S.sample.total.toLocaleString()} edges (${S.sample.rule}); counters count all`, 8, S.h - 8);
+  }
+  const c = S.base.dataset;
+  c.framesApplied = S.framesApplied; c.lastBytes = S.lastBytes; c.edges = S.api.edgeCount;
+  c.theme = S.theme; c.seq = S.seq; c.step = S.step; c.lastKind = S.lastKind;
+}
+
+function kick(S) {
+  if (!S.rafId) S.rafId = requestAnimationFrame((t) => { S.rafId = 0; drawAnim(S, t); });
+}
+
+function drawAnim(S, now) {
+  const ctx = S.anim.getContext("2d");
+  ctx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
+  ctx.clearRect(0, 0, S.w, S.h);
+  if (!S.xy) return;
+  S.anims = S.anims.filter((a) => now - a.t0 < FADE_MS[a.kind]);
+  // one stroke per (kind, opacity band): a burst of fades stays a handful of draw calls
+  const groups = new Map();
+  for (const a of S.anims) {
+    if (a.layer >= S.layers.length) continue;
+    const band = Math.min(9, Math.floor((Math.max(0, now - a.t0) / FADE_MS[a.kind]) * 10));
+    const k = a.kind + band;
+    let g = groups.get(k);
+    if (!g) { g = { kind: a.kind, band, path: new Path2D() }; groups.set(k, g); }
+    const [x1, y1, x2, y2] = endpoints(S, a.layer, a.pos);
+    g.path.moveTo(x1, y1); g.path.lineTo(x2, y2);
+  }
+  for (const g of groups.values()) {
+    ctx.globalAlpha = 1 - (g.band + 0.5) / 10;
+    ctx.strokeStyle = S.pal[g.kind];
+    ctx.lineWidth = g.kind === "probe" ? 1.4 : 2.6;
+    ctx.setLineDash(g.kind === "probe" ? [2, 3] : []);
+    ctx.stroke(g.path);
+  }
+  ctx.setLineDash([]);
+  ctx.globalAlpha = 1;
+  if (S.mouse) {
+    S.hover = nearestEdge(S, S.mouse[0], S.mouse[1]);
+    showTip(S);
+  }
+  if (S.hover) {
+    const [x1, y1, x2, y2] = endpoints(S, S.hover.layer, S.hover.pos);
+    ctx.lineWidth = 3; ctx.strokeStyle = S.pal.hover;
+    ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke();
+  }
+  if (S.anims.length) kick(S);
+}
+
+function nearestEdge(S, mx, my) {
+  let best = null, bestD = 36;  // within 6 px
+  for (let l = 0; l < S.edges.length; l++) {
+    for (const pos of S.edges[l].keys()) {
+      const [x1, y1, x2, y2] = endpoints(S, l, pos);
+      const dx = x2 - x1, dy = y2 - y1;
+      const t = Math.max(0, Math.min(1, ((mx - x1) * dx + (my - y1) * dy) / (dx * dx + dy * dy || 1)));
+      const ex = x1 + t * dx - mx, ey = y1 + t * dy - my, d = ex * ex + ey * ey;
+      if (d < bestD) { bestD = d; best = { layer: l, pos }; }
+    }
+  }
+  return best;
+}
+
+function describe(S, h) {
+  const nin = S.layers[h.layer].shape[1];
+  const w = S.edges[h.layer].get(h.pos);
+  return { layer: h.layer, row: Math.floor(h.pos / nin), col: h.pos % nin, theta: Math.abs(w), weight: w };
+}
+
+function fmt(v) {
+  return Math.abs(v) >= 0.01 || v === 0 ? v.toFixed(4) : v.toExponential(2);
+}
+
+function showTip(S) {
+  if (!S.hover || !S.edges[S.hover.layer] || !S.edges[S.hover.layer].has(S.hover.pos)) {
+    S.hover = null; S.tip.hidden = true; return;
+  }
+  const d = describe(S, S.hover);
+  S.tip.textContent = `L${d.layer} · row ${d.row} (out), col ${d.col} (in) · θ ${fmt(d.theta)} · w ${fmt(d.weight)}`;
+  S.tip.hidden = false;
+  const [mx, my] = S.mouse;
+  S.tip.style.left = Math.min(mx + 12, S.w - 260) + "px";
+  S.tip.style.top = (my > S.h - 40 ? my - 30 : my + 14) + "px";
+}
+
+function rates(S, now) {
+  S.events = S.events.filter((e) => now - e.t < RATE_WINDOW_MS);
+  const out = S.layers.map(() => [0, 0]);
+  for (const e of S.events)
+    e.counts.forEach(([p, r], l) => { if (out[l]) { out[l][0] += p; out[l][1] += r; } });
+  const sec = RATE_WINDOW_MS / 1000;
+  return out.map(([p, r]) => ({ pruned: p / sec, revived: r / sec }));
+}
+
+function renderCounters(S) {
+  const r = rates(S, performance.now());
+  S.countersEl.replaceChildren(...r.map((x, l) => {
+    const span = document.createElement("span");
+    span.textContent = `L${l}: pruned ${x.pruned.toFixed(1)}/s · revived ${x.revived.toFixed(1)}/s`;
+    return span;
+  }));
+  S.stepEl.textContent = `step ${S.step.toLocaleString()}`;
+}
+
+function removeEdge(S, l, pos, kind, now) {
+  if (!S.edges[l].delete(pos)) return;
+  if (S.anims.length < MAX_ANIMS) S.anims.push({ layer: l, pos, kind, t0: now });
+}
+
+function applyFull(S, h, a, now) {
+  S.layout = h.layout;
+  S.layers = h.layers;
+  S.sample = h.sample;
+  S.edges = h.layers.map((_, l) => {
+    const m = new Map(), p = a["pos" + l], w = a["w" + l];
+    for (let i = 0; i < p.length; i++) m.set(p[i], w[i]);
+    return m;
+  });
+  S.dead = new Set(a.dead || []);
+  S.anims = [];
+  S.xy = null;  // new layout: place the nodes again
+  resize(S);
+}
+
+function applyDelta(S, d, a, now, probeSteps) {
+  const A = (name) => a[d.p + name];
+  for (let l = 0; l < S.layers.length; l++) {
+    const m = S.edges[l];
+    const rm = A("rm" + l), life = A("life" + l);
+    if (rm) for (let i = 0; i < rm.length; i++)
+      removeEdge(S, l, rm[i], life[i] >= 0 && life[i] <= probeSteps ? "probe" : "death", now);
+    const add = A("add" + l), addw = A("addw" + l);
+    if (add) for (let i = 0; i < add.length; i++) {
+      m.set(add[i], addw[i]);
+      if (S.anims.length < MAX_ANIMS) S.anims.push({ layer: l, pos: add[i], kind: "added", t0: now });
+    }
+    const mv = A("mv" + l), mvw = A("mvw" + l);
+    if (mv) for (let i = 0; i < mv.length; i++) if (m.has(mv[i])) m.set(mv[i], mvw[i]);
+    const probe = A("probe" + l);  // revived and pruned again between two frames
+    if (probe) for (let i = 0; i < probe.length && S.anims.length < MAX_ANIMS; i++)
+      S.anims.push({ layer: l, pos: probe[i], kind: "probe", t0: now });
+  }
+  if (d.dead) S.dead = new Set(A("dead"));
+  S.events.push({ t: now, counts: d.counts });
+  S.seq = d.seq;
+}
+
+function report(S, extra) {
+  if (!S.setStateValue) return;
+  clearTimeout(S.reportTimer);
+  S.reportTimer = 0;
+  S.lastReport = performance.now();
+  S.setStateValue("report", { seq: S.seq, applied: S.framesApplied, ms: Math.round(S.lastReport),
+                              apply_ms: +S.applyMs.toFixed(2), resyncs: S.resyncs, ...extra });
+}
+
+function scheduleReport(S, playing) {
+  if (S.reportTimer || !playing) return;
+  // pull: ask for the next frame once this one is drawn (never sooner than minInterval after
+  // the last ask), so frames cannot pile up; timer: just tell Python how we keep up
+  const every = S.pace === "pull" ? S.minInterval : S.reportEvery;
+  const wait = Math.max(0, every - (performance.now() - S.lastReport));
+  S.reportTimer = setTimeout(() => report(S, {}), wait);
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  if (!data || !data.byteLength) return;
+  const t0 = performance.now();
+  const { header: h, arrays: a, bytes } = decode(data);
+  let S = STATES.get(parentElement);
+  if (!S) { S = createState(parentElement, h.key); STATES.set(parentElement, S); }
+  // Streamlit also calls a superseded call's cleanup when frames arrive quickly, so only a
+  // canvas that has really left the page is torn down
+  const cleanup = () => setTimeout(() => {
+    if (S.root.isConnected) return;
+    clearInterval(S.ratesTimer); clearTimeout(S.reportTimer); cancelAnimationFrame(S.rafId);
+    if (STATES.get(parentElement) === S) STATES.delete(parentElement);
+  }, 0);
+  S.setStateValue = setStateValue;
+  S.themeSetting = h.theme || "auto";
+  S.pace = h.pace || "timer";
+  S.minInterval = h.min_interval_ms || 100;
+  const themeBefore = S.theme, heightBefore = S.height;
+  readTheme(S);
+  S.height = h.height || 420;
+  S.log.push([h.seq, h.deltas ? h.deltas.map((d) => d.base) : null, h.kind, Math.round(t0)]);
+  if (S.log.length > 200) S.log.shift();
+  if (h.seq === S.seq) {  // the same message again (a rerun with nothing new, a theme change)
+    if (themeBefore !== S.theme || heightBefore !== S.height || !S.xy) { resize(S); drawBase(S); }
+    scheduleReport(S, h.playing);
+    return cleanup;  // every call returns it: Streamlit keeps only the last one for unmount
+  }
+  const now = performance.now();
+  if (h.kind === "full") {
+    applyFull(S, h, a, now);
+    S.seq = h.seq;
+    S.resyncAsked = -1;
+  } else {
+    // a delta message repeats recent deltas (timer pace): apply the ones this canvas lacks
+    const todo = h.deltas.filter((d) => d.seq > S.seq);
+    if (!todo.length) return cleanup;  // nothing newer than what is drawn
+    if (todo[0].base !== S.seq) {
+      // a frame went missing (or this canvas is new): ask Python for the whole graph again
+      // (once: the next frames cannot apply either until the full one arrives)
+      if (S.resyncAsked < 0 || t0 - S.resyncAt > 2000) {
+        S.resyncAsked = h.seq; S.resyncAt = t0; S.resyncs++; report(S, { resync: h.seq });
+      }
+      return cleanup;
+    }
+    for (const d of todo) applyDelta(S, d, a, now, h.probe_steps);
+  }
+  S.step = h.step;
+  S.framesApplied++;
+  S.lastBytes = bytes;
+  S.lastKind = h.kind;
+  S.layers.forEach((_, l) => { S.scale[l] = layerScale(S.edges[l]); });
+  resize(S);
+  drawBase(S);
+  drawAnim(S, now);
+  renderCounters(S);
+  S.applyMs = performance.now() - t0;
+  S.applyTimes.push(performance.now());
+  if (S.applyTimes.length > 50) S.applyTimes.shift();
+  scheduleReport(S, h.playing);
+  return cleanup;
+}

@@ -1,0 +1,214 @@
+"""The live graph canvas component (app/components/live_graph.py + live_graph/*.js) in a real
+browser: app/components/demo.py with a real training run, driven by Playwright in Debian's
+chromium. Plus the Python-side delta logic without a browser."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from browser import ROOT, free_port, launch
+
+from app.components import live_graph as lg
+
+GRAPH = "window.__deeprGraph && window.__deeprGraph.graph"
+
+
+@contextlib.contextmanager
+def demo_app():
+    """`streamlit run app/components/demo.py` on a free port (tests/browser.py starts main.py)."""
+    port = free_port()
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "components" / "demo.py"),
+         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--global.developmentMode", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("demo did not start: " + proc.stdout.read().decode()[-2000:])
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def graph(page, expr: str):
+    return page.evaluate(f"window.__deeprGraph.graph.{expr}")
+
+
+def engine_state(page) -> dict:
+    return json.loads(page.locator("#engine-state").text_content(timeout=30_000))
+
+
+def settled(page, timeout: float = 30.0) -> dict:
+    """Wait until the canvas shows the frame the engine state beside it was written for."""
+    deadline = time.time() + timeout
+    while True:
+        eng = engine_state(page)
+        if graph(page, "seq") == eng["seq"]:
+            return eng
+        if time.time() > deadline:
+            raise AssertionError(f"canvas at seq {graph(page, 'seq')}, engine state at {eng['seq']}")
+        time.sleep(0.2)
+
+
+def measure(page, seconds: float) -> dict:
+    """Frames the page applied per second (counted in the page) and the median size of the
+    delta messages over `seconds` of a playing run. benchmarks can call this too."""
+    a0, t0 = page.evaluate(f"[{GRAPH}.framesApplied, performance.now()]")
+    sizes, end = [], time.time() + seconds
+    while time.time() < end:
+        time.sleep(0.25)
+        b, kind = page.evaluate(f"[{GRAPH}.lastBytes, {GRAPH}.lastKind]")
+        if kind == "delta":
+            sizes.append(b)
+    a1, t1 = page.evaluate(f"[{GRAPH}.framesApplied, performance.now()]")
+    return {"fps": (a1 - a0) / ((t1 - t0) / 1e3), "delta_bytes": float(np.median(sizes)) if sizes else None,
+            "resyncs": graph(page, "resyncs"), "edges": graph(page, "edgeCount")}
+
+
+# -- Python side, no browser -------------------------------------------------------------------
+def _layers(pos_lists, shapes, rng):
+    return [{"shape": s, "active_pos": np.sort(np.asarray(p)), "active_weight": rng.normal(0, 0.1, len(p))}
+            for p, s in zip(pos_lists, shapes)]
+
+
+def test_delta_holds_exactly_the_engines_changes():
+    rng = np.random.default_rng(0)
+    shapes = [(6, 16), (3, 6)]
+    a = [rng.choice(96, 30, replace=False), rng.choice(18, 9, replace=False)]
+    d0 = lg.from_layers(_layers(a, shapes, rng), 0, (4, 4))
+    sent = lg._Sent(lg._signature(d0))
+    lg._full(d0, sent)
+    gone = np.sort(a[0])[:3]
+    new = np.setdiff1d(np.arange(96), a[0])[:2]
+    b = [np.concatenate([np.setdiff1d(a[0], gone), new]), a[1]]
+    layers = _layers(b, shapes, rng)
+    layers[0]["pruned_age"] = np.array([2, 500, 7])
+    layers[0]["pruned"] = gone
+    header, arrays = lg._delta(lg.from_layers(layers, 10, (4, 4)), sent)
+    assert sorted(arrays["rm0"]) == sorted(gone) and sorted(arrays["add0"]) == sorted(new)
+    assert list(arrays["life0"]) == [2, 500, 7]  # the engine's lifetimes, in the same order
+    assert header["counts"][0] == [3, 2] and header["counts"][1] == [0, 0]
+    assert "rm1" not in arrays and "add1" not in arrays
+    assert np.array_equal(sent.layers[0].pos, np.sort(b[0]))
+
+
+def test_first_layer_gets_the_widest_gap():
+    lay = lg.column_layout([64, 32, 16, 10], (8, 8), [410, 154, 80])
+    x = np.diff(lay["x"])
+    assert lay["grid"] == [8, 8] and x[0] == x.max() and x[0] > 0.4
+
+
+def test_big_graphs_draw_a_fixed_documented_sample():
+    rng = np.random.default_rng(1)
+    shape = (400, 784)
+    pos = rng.choice(400 * 784, 2 * lg.SAMPLE_LIMIT, replace=False)
+    d = lg.from_layers(_layers([pos], [shape], rng), 0)
+    sent = lg._Sent(lg._signature(d))
+    header, arrays = lg._full(d, sent)
+    assert header["sample"]["total"] == 2 * lg.SAMPLE_LIMIT
+    assert 0.4 * lg.SAMPLE_LIMIT < len(arrays["pos0"]) <= 1.1 * lg.SAMPLE_LIMIT
+    again = lg._sample_mask(0, np.sort(pos), sent.sample_frac)
+    assert np.array_equal(np.sort(pos)[again], arrays["pos0"])  # the same rule every frame
+
+
+# -- in the browser ----------------------------------------------------------------------------
+@pytest.mark.browser
+def test_canvas_renders_applies_deltas_and_follows_the_theme():
+    from playwright.sync_api import sync_playwright
+
+    with demo_app() as url, sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 800})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url + "/?truth=1&theme=auto")
+            page.wait_for_function(f"{GRAPH} && {GRAPH}.framesApplied > 0", timeout=60_000)
+            eng = settled(page)
+            assert graph(page, "edges()") == eng["layers"]
+            canvas = page.locator("canvas.dg-base")
+            assert int(canvas.get_attribute("data-edges")) == sum(map(len, eng["layers"])) > 600
+            assert graph(page, "theme") == "light"
+
+            # step until the engine has pruned something; each frame must arrive as a delta
+            pruned_seen = 0
+            for _ in range(6):
+                before = eng
+                page.get_by_role("button", name="Step 20").click()
+                page.wait_for_function(f"window.__deeprGraph.graph.seq > {before['seq']}", timeout=30_000)
+                eng = settled(page)
+                assert graph(page, "lastKind") == "delta"
+                assert int(canvas.get_attribute("data-last-bytes")) < 20_000
+                drawn = graph(page, "edges()")
+                assert drawn == eng["layers"]
+                for layer, (old, new) in enumerate(zip(before["layers"], eng["layers"])):
+                    for p in set(old) - set(new):  # pruned in the engine: gone from the canvas
+                        assert not page.evaluate(f"window.__deeprGraph.graph.hasEdge({layer}, {p})")
+                        pruned_seen += 1
+                if pruned_seen >= 3:
+                    break
+            assert pruned_seen >= 3, "the run pruned nothing in 120 steps"
+            assert graph(page, "resyncs") == 0
+
+            # hover: an edge under the mouse is described
+            box = canvas.bounding_box()
+            hit = None
+            for fx in np.linspace(0.35, 0.6, 12):
+                for fy in np.linspace(0.2, 0.8, 12):
+                    hit = page.evaluate(f"window.__deeprGraph.graph.edgeAt({box['width'] * fx}, {box['height'] * fy})")
+                    if hit:
+                        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+                        break
+                if hit:
+                    break
+            assert hit and hit["theta"] == pytest.approx(abs(hit["weight"]))
+            page.wait_for_function("() => { const t = [...document.querySelectorAll('*')].map(e => e.shadowRoot)"
+                                   ".filter(Boolean).map(r => r.querySelector('.dg-tip')).find(Boolean);"
+                                   " return t && !t.hidden && t.textContent.includes('θ'); }", timeout=5_000)
+            shots = os.environ.get("LIVE_GRAPH_SHOTS")  # a folder for screenshots, if wanted
+            if shots:
+                page.screenshot(path=os.path.join(shots, "live_graph_light.png"))
+            light_bg = page.evaluate(_PIXEL)
+
+            # the same page in a dark colour scheme: Streamlit goes dark, so does the canvas
+            dark = browser.new_page(viewport={"width": 1100, "height": 800}, color_scheme="dark")
+            dark.goto(url + "/?truth=1")
+            dark.wait_for_function(f"{GRAPH} && {GRAPH}.framesApplied > 0", timeout=60_000)
+            assert dark.evaluate("window.__deeprGraph.graph.theme") == "dark"
+            assert dark.locator("canvas.dg-base").get_attribute("data-theme") == "dark"
+            dark_bg = dark.evaluate(_PIXEL)
+            if shots:
+                dark.screenshot(path=os.path.join(shots, "live_graph_dark.png"))
+            assert sum(light_bg[:3]) > 600 and sum(dark_bg[:3]) < 150, (light_bg, dark_bg)
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+# the colour of the canvas's top-left pixel (background)
+_PIXEL = """() => {
+  const c = [...document.querySelectorAll('*')].map(e => e.shadowRoot).filter(Boolean)
+    .map(r => r.querySelector('canvas.dg-base')).find(Boolean);
+  return Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data);
+}"""
