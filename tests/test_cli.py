@@ -121,6 +121,8 @@ def test_the_ranges_in_the_help_are_the_ones_validation_enforces(name):
     (["sweep", "--val-fraction", "0"], "--val-fraction"),
     (["sweep", "--cpus-per-trial", "0"], "--cpus-per-trial"),
     (["sweep", "--grid", "seed=1,2"], "--seeds"),
+    (["sweep", "--asha", "--executor", "tasks"], "--asha needs"),
+    (["sweep", "--executor", "spark"], "--executor"),
 ])
 def test_bad_sweep_flags_are_one_line_and_exit_2(argv, needle, capsys):
     assert main(argv) == 2

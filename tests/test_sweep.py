@@ -31,7 +31,7 @@ def local_ray():
 def test_four_trials_on_local_ray_then_a_rerun_skips_finished_trials(local_ray, tmp_path):
     ran = []
     rows = sweep.run_sweep(tiny(), grid={"temperature": [1e-6, 100.0]}, seeds=2, out=tmp_path,
-                           progress=False, on_result=ran.append)
+                           progress=False, on_result=ran.append, executor="tune")
     assert len(rows) == len(ran) == 4
     with open(tmp_path / "results.csv", newline="") as f:
         header = next(csv.reader(f))
@@ -54,6 +54,7 @@ def test_four_trials_on_local_ray_then_a_rerun_skips_finished_trials(local_ray, 
     before = {r["key"]: r["seconds"] for r in rows}
 
     # one more seed, plus a trial that fails (MNIST files missing): 3 trials run, nothing else
+    # (now as plain Ray tasks, the default without ASHA)
     ran.clear()
     empty = tmp_path / "no-mnist"
     empty.mkdir()

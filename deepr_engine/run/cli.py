@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--asha", action="store_true",
                    help="early stopping (ASHA on val_acc, 10 rungs per trial): weak trials stop "
                         "early, their rows say status stopped")
+    s.add_argument("--executor", choices=("auto", "tasks", "tune"), default="auto",
+                   help="tasks: one plain Ray task per trial (least overhead); tune: Ray Tune "
+                        "trials (needed for --asha); auto (default): tune with --asha, else tasks")
     s.add_argument("--cpus-per-trial", type=float, default=1.0,
                    help="Ray CPUs per trial, in (0, 64] (each trial uses one torch thread)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -261,6 +264,8 @@ def _sweep(args, argv) -> int:
     samples = args.samples if args.samples is not None else (8 if rand else 0)
     if not 0 < args.cpus_per_trial <= 64:
         raise UsageError(f"--cpus-per-trial must be in (0, 64], got {args.cpus_per_trial:g}")
+    if args.asha and args.executor == "tasks":
+        raise UsageError("--asha needs --executor tune (or auto)")
     base = preset(args.preset).replace(**overrides)
     if "val_fraction" in overrides and overrides["val_fraction"] == 0:
         raise UsageError("--val-fraction must be in (0, 0.5] in a sweep: trials are selected on validation")
@@ -277,7 +282,8 @@ def _sweep(args, argv) -> int:
     try:
         rows = sweep.run_trials(trials, list(grid) + list(rand), out, address=args.address,
                                 asha=args.asha, cpus_per_trial=args.cpus_per_trial,
-                                progress=not args.quiet, meta={"preset": args.preset, "argv": argv})
+                                progress=not args.quiet, meta={"preset": args.preset, "argv": argv},
+                                executor=None if args.executor == "auto" else args.executor)
     except KeyboardInterrupt:
         print(f"sweep stopped; finished trials are in {out / 'results.csv'} (re-run to continue)",
               file=sys.stderr)

@@ -8,7 +8,8 @@ accuracy beside it.
 Trials are generated here (random samples from a seeded generator), so the same call gives the
 same trials and a re-run with the same `out` skips the ones results.csv already holds (a trial
 is keyed by its whole config, seed included). Ray only executes them: locally on this machine's
-cores by default, or on an existing cluster with `address`.
+cores by default, or on an existing cluster with `address`; as plain Ray tasks (least overhead
+per trial) or, for ASHA early stopping, as Ray Tune trials that report every tenth of their steps.
 """
 from __future__ import annotations
 
@@ -333,18 +334,19 @@ def run_sweep(base: RunConfig, grid: dict | None = None, random: dict | None = N
               samples: int = 0, seeds: int = 1, out: str | Path = "runs/sweep",
               address: str | None = None, asha: bool = False, sample_seed: int = 0,
               val_fraction: float | None = None, cpus_per_trial: float = 1.0,
-              progress: bool = True, on_result=None, meta: dict | None = None) -> list[dict]:
+              progress: bool = True, on_result=None, meta: dict | None = None,
+              executor: str | None = None) -> list[dict]:
     """Build the trials and run those results.csv does not hold yet; returns this sweep's rows
     (finished earlier or now), each with its swept fields, seed and metrics."""
     trials = build_trials(base, grid, random, samples, seeds, sample_seed, val_fraction)
     fields = list(grid or {}) + list(random or {})
     return run_trials(trials, fields, out, address=address, asha=asha, cpus_per_trial=cpus_per_trial,
-                      progress=progress, on_result=on_result, meta=meta)
+                      progress=progress, on_result=on_result, meta=meta, executor=executor)
 
 
 def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, address: str | None = None,
                asha: bool = False, cpus_per_trial: float = 1.0, progress: bool = True,
-               on_result=None, meta: dict | None = None) -> list[dict]:
+               on_result=None, meta: dict | None = None, executor: str | None = None) -> list[dict]:
     """Run the given trials on Ray (skipping finished ones in out/results.csv). out/trials.json
     maps each row's key to its full config; `meta` (e.g. the preset) goes to out/sweep.json."""
     out = Path(out)
@@ -366,7 +368,11 @@ def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, addre
         print(f"sweep: {total} trials, {skipped} already in {results.path}, {len(todo)} to run",
               file=sys.stderr, flush=True)
     if todo:
-        _run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_result, skipped, total)
+        executor = executor or ("tune" if asha else "tasks")
+        if executor not in ("tune", "tasks") or (asha and executor != "tune"):
+            raise ValueError(f"executor must be tune or tasks (ASHA needs tune), got {executor!r}")
+        _run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_result, skipped, total,
+                    executor)
     by_key = {r["key"]: r for r in results.rows}
     return [by_key[k] for k in unique if k in by_key]
 
@@ -383,7 +389,8 @@ def _trainable(config: dict, payloads: list | None = None):
     tune.report(dict(run_trial(p["config"], report), key=p["key"], final=True))
 
 
-def _run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_result, skipped, total):
+def _run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_result, skipped, total,
+                executor):
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
@@ -438,6 +445,49 @@ def _run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_resul
         else:
             os.environ.setdefault("OMP_NUM_THREADS", "1")
             ray.init(num_cpus=os.cpu_count(), **kwargs)
+    try:
+        if executor == "tasks":
+            _run_tasks(todo, sink, cpus_per_trial)
+        else:
+            _run_tune(payloads, asha, cpus_per_trial, Collector())
+    finally:
+        if started_here:
+            ray.shutdown()
+    for key in list(by_key):   # trials Ray never reported (e.g. interrupted sweep) stay unfinished
+        if progress:
+            print(f"trial {_label(by_key[key].swept)} seed={by_key[key].config.seed} did not finish",
+                  file=sys.stderr)
+
+
+def _task(config: dict) -> dict:
+    return run_trial(config)
+
+
+def _run_tasks(todo, sink, cpus_per_trial) -> None:
+    """Plain Ray tasks, one per trial, collected as they finish (no early stopping)."""
+    import ray
+
+    remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(_task)
+    pending = {remote.remote(t.config.to_dict()): t.key for t in todo}
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                key = pending.pop(ref)
+                try:
+                    metrics = ray.get(ref)
+                except Exception as exc:   # the worker process died (killed, out of memory)
+                    sink(key, {}, "error", f"trial process failed: {type(exc).__name__}: {exc}")
+                else:
+                    sink(key, metrics)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+
+
+def _run_tune(payloads, asha, cpus_per_trial, collector) -> None:
+    from ray import tune
+
     storage = tempfile.mkdtemp(prefix="deepr-sweep-")
     try:
         scheduler = None
@@ -452,17 +502,11 @@ def _run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_resul
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
                                         trial_dirname_creator=lambda t: t.trial_id),
             run_config=tune.RunConfig(storage_path=storage, name="sweep", verbose=0,
-                                      callbacks=[Collector()],
+                                      callbacks=[collector],
                                       failure_config=tune.FailureConfig(max_failures=0)))
         tuner.fit()
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-        if started_here:
-            ray.shutdown()
-    for key in list(by_key):   # trials Ray never reported (e.g. interrupted sweep) stay unfinished
-        if progress:
-            print(f"trial {_label(by_key[key].swept)} seed={by_key[key].config.seed} did not finish",
-                  file=sys.stderr)
 
 
 def _key_of(trial, payloads) -> str:
