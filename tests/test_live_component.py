@@ -113,6 +113,25 @@ def test_delta_holds_exactly_the_engines_changes():
     assert np.array_equal(sent.layers[0].pos, np.sort(b[0]))
 
 
+def test_weights_that_moved_are_sent_all_at_once_when_most_did():
+    rng = np.random.default_rng(2)
+    shapes = [(8, 8)]
+    pos = [np.sort(rng.choice(64, 20, replace=False))]
+    layers = _layers(pos, shapes, rng)
+    sent = lg._Sent(())
+    lg._full(lg.from_layers(layers, 0), sent)
+    layers[0]["active_weight"] = layers[0]["active_weight"] * 3  # every weight moved
+    _, arrays = lg._delta(lg.from_layers(layers, 1), sent)
+    assert "mv0" not in arrays and arrays["wall0"].dtype == np.float16
+    assert np.allclose(arrays["wall0"], layers[0]["active_weight"], rtol=1e-3, atol=1e-4)
+    layers[0]["active_weight"][3] += 1.0  # one moved
+    _, arrays = lg._delta(lg.from_layers(layers, 2), sent)
+    assert list(arrays["mv0"]) == [pos[0][3]] and "wall0" not in arrays
+    msg = lg._pack({"kind": "delta"}, arrays)
+    n = int.from_bytes(msg[:4], "little")
+    assert json.loads(msg[4:4 + n])["arrays"]["mvw0"][0] == "f2"
+
+
 def test_first_layer_gets_the_widest_gap():
     lay = lg.column_layout([64, 32, 16, 10], (8, 8), [410, 154, 80])
     x = np.diff(lay["x"])
@@ -162,6 +181,12 @@ def test_canvas_renders_applies_deltas_and_follows_the_theme():
                 assert int(canvas.get_attribute("data-last-bytes")) < 20_000
                 drawn = graph(page, "edges()")
                 assert drawn == eng["layers"]
+                for layer, (ps, ws) in enumerate(zip(eng["layers"], eng["weights"])):
+                    got = np.array(page.evaluate(f"{ps}.map(p => window.__deeprGraph.graph.weight({layer}, p))"))
+                    # weights travel as float16 and are re-sent once they moved MOVE_FRACTION
+                    # of the layer's scale (its 98th percentile of |w|)
+                    scale = np.quantile(np.abs(ws), 0.98)
+                    assert np.abs(got - np.array(ws)).max() <= lg.MOVE_FRACTION * scale + 2e-3 * np.abs(ws).max()
                 for layer, (old, new) in enumerate(zip(before["layers"], eng["layers"])):
                     for p in set(old) - set(new):  # pruned in the engine: gone from the canvas
                         assert not page.evaluate(f"window.__deeprGraph.graph.hasEdge({layer}, {p})")

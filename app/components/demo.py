@@ -34,8 +34,9 @@ def main() -> None:
 
     def config():
         if size == "paper":
+            # lr_decay 1: a per-epoch decay on 1,437 digits would freeze the run in seconds
             return preset("paper-mnist").replace(dataset="digits", connectivity=[0.1225, 0.03, 0.3],
-                                                 eval_every=1000)
+                                                 eval_every=1000, lr_decay=1.0)
         return preset(name)
 
     run_key = f"{name}/{size}"
@@ -60,6 +61,8 @@ def main() -> None:
     playing = st.session_state["playing"]
 
     def live() -> None:
+        if pace == "timer" and playing and lg.run_every("graph") != st.session_state.get("tick"):
+            st.rerun(scope="app")  # a new interval takes a new fragment (before anything is sent)
         f = run.frame()
         st.session_state["playing"] = f.playing
         out = lg.live_graph(lg.from_frame(f, run.info, run_id=run_key), key="graph", height=380,
@@ -68,13 +71,13 @@ def main() -> None:
                    f"{out['bytes']:,} bytes) · browser {out['browser_fps'] or 0:.1f} frames/s · "
                    f"behind {out['behind']} · run_every {out['run_every']}", unsafe_allow_html=True)
         if truth:  # the engine's own active set, beside the frame the graph got
+            layers = lg.from_frame(f, run.info).layers
             state = {"seq": out["seq"], "step": f.step,
-                     "layers": [[int(p) for p in l.active_pos] for l in lg.from_frame(f, run.info).layers]}
+                     "layers": [[int(p) for p in l.active_pos] for l in layers],
+                     "weights": [[round(float(w), 5) for w in l.active_weight] for l in layers]}
             st.markdown(f"<code id='engine-state'>{json.dumps(state)}</code>", unsafe_allow_html=True)
         if f.playing != playing:
             st.rerun(scope="app")  # the fragment's run_every follows playing/paused
-        if pace == "timer" and f.playing and out["run_every"] != st.session_state.get("tick"):
-            st.rerun(scope="app")  # a new interval takes a new fragment
 
     tick = lg.run_every("graph", playing)
     st.session_state["tick"] = tick

@@ -201,16 +201,26 @@ def dead_units(data: GraphData) -> np.ndarray:
 
 
 def _pack(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
-    """A 4-byte header length, the JSON header, padding to 4 bytes, then the arrays."""
+    """A 4-byte header length, the JSON header, padding to 4 bytes, then the arrays (int32,
+    float32 or float16, each padded to 4 bytes)."""
     meta, parts, off = {}, [], 0
     for name, arr in arrays.items():
-        a = np.ascontiguousarray(arr, dtype=np.int32 if np.asarray(arr).dtype.kind in "iub" else np.float32)
-        meta[name] = ["i4" if a.dtype == np.int32 else "f4", off, int(a.size)]
-        parts.append(a.tobytes())
-        off += a.nbytes
+        arr = np.asarray(arr)
+        a = np.ascontiguousarray(arr, dtype=np.float16 if arr.dtype == np.float16 else
+                                 np.int32 if arr.dtype.kind in "iub" else np.float32)
+        meta[name] = [{np.int32: "i4", np.float32: "f4", np.float16: "f2"}[a.dtype.type], off, int(a.size)]
+        raw = a.tobytes() + b"\0" * ((-a.nbytes) % 4)
+        parts.append(raw)
+        off += len(raw)
     head = json.dumps({**header, "arrays": meta}, separators=(",", ":")).encode()
     pad = b"\0" * ((-(4 + len(head))) % 4)
     return len(head).to_bytes(4, "little") + head + pad + b"".join(parts)
+
+
+def _half(w: np.ndarray) -> np.ndarray:
+    """Weights travel as float16 (3 significant digits: more than the drawing or the hover
+    text shows); what the page holds is this rounding."""
+    return np.asarray(w, dtype=np.float32).astype(np.float16)
 
 
 def _full(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
@@ -219,8 +229,9 @@ def _full(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
     arrays, sent.layers = {}, []
     for i, l in enumerate(data.layers):
         keep = _sample_mask(i, l.active_pos, sent.sample_frac)
-        pos, w = l.active_pos[keep], l.active_weight[keep].astype(np.float32)
-        sent.layers.append(_Layer(pos, w.copy(), np.full(len(pos), -1, np.int64), l.active_pos.copy()))
+        pos, w = l.active_pos[keep], _half(l.active_weight[keep])
+        sent.layers.append(_Layer(pos, w.astype(np.float32), np.full(len(pos), -1, np.int64),
+                                  l.active_pos.copy()))
         arrays[f"pos{i}"], arrays[f"w{i}"] = pos, w
     sent.dead = dead_units(data)
     arrays["dead"] = sent.dead
@@ -250,7 +261,7 @@ def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
         s.all_pos = l.active_pos.copy()
         # drawing: the sampled positions only
         keep = _sample_mask(i, l.active_pos, sent.sample_frac)
-        pos, w = l.active_pos[keep], l.active_weight[keep].astype(np.float32)
+        pos, w = l.active_pos[keep], _half(l.active_weight[keep]).astype(np.float32)
         stays = _in_sorted(s.pos, pos)
         is_new = ~_in_sorted(pos, s.pos)
         rm, rm_birth = s.pos[~stays], s.birth[~stays]
@@ -258,10 +269,14 @@ def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
         if l.pruned is not None and l.pruned_lifetime is not None and len(l.pruned) == len(l.pruned_lifetime):
             known = dict(zip(l.pruned.tolist(), l.pruned_lifetime.tolist()))
             life = np.array([known.get(p, x) for p, x in zip(rm.tolist(), life.tolist())], dtype=np.int64)
-        # weights of edges that stay: re-send those that moved visibly
+        # weights of edges that stay: re-send those that moved visibly; when most did, all
+        # of them in position order (2 bytes each instead of 6)
         old_w = s.w[stays]
         cur_w = w[~is_new]
         moved = np.abs(cur_w - old_w) > MOVE_FRACTION * _scale(w)
+        every = moved.sum() * 3 > len(pos)
+        if every:
+            moved[:] = True
         new_w = old_w.copy()
         new_w[moved] = cur_w[moved]
         births = np.empty(len(pos), np.int64)
@@ -276,9 +291,10 @@ def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
             probe = np.intersect1d(l.pruned, l.activated)
             probe = probe[~_in_sorted(probe, s.pos) & ~_in_sorted(probe, pos)]
             probe = probe[_sample_mask(i, probe, sent.sample_frac)]
+        moves = ((f"wall{i}", _half(w)),) if every else \
+            ((f"mv{i}", pos[~is_new][moved]), (f"mvw{i}", _half(cur_w[moved])))
         for name, arr in ((f"rm{i}", rm), (f"life{i}", life), (f"add{i}", pos[is_new]),
-                          (f"addw{i}", w[is_new]), (f"mv{i}", pos[~is_new][moved]),
-                          (f"mvw{i}", cur_w[moved]), (f"probe{i}", probe)):
+                          (f"addw{i}", _half(w[is_new])), *moves, (f"probe{i}", probe)):
             if len(arr):
                 arrays[name] = arr
         s.pos, s.w, s.birth = pos, weights, births

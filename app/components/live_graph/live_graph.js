@@ -26,10 +26,20 @@ function decode(u8) {
   const start = (4 + n + 3) & ~3;
   const arrays = {};
   for (const [name, [dtype, off, count]] of Object.entries(header.arrays || {})) {
-    const Ctor = dtype === "i4" ? Int32Array : Float32Array;
-    arrays[name] = new Ctor(buf, start + off, count);
+    if (dtype === "f2") arrays[name] = halfToFloat(new Uint16Array(buf, start + off, count));
+    else arrays[name] = new (dtype === "i4" ? Int32Array : Float32Array)(buf, start + off, count);
   }
   return { header, arrays, bytes: u8.byteLength };
+}
+
+function halfToFloat(h) {
+  // IEEE float16 -> float32 (weights travel as float16)
+  const out = new Float32Array(h.length);
+  for (let i = 0; i < h.length; i++) {
+    const x = h[i], s = x & 0x8000 ? -1 : 1, e = (x >> 10) & 31, m = x & 1023;
+    out[i] = e === 0 ? s * m * 2 ** -24 : e === 31 ? (m ? NaN : s * Infinity) : s * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
 }
 
 function luminance(color) {
@@ -384,6 +394,12 @@ function applyDelta(S, d, a, now, probeSteps) {
     }
     const mv = A("mv" + l), mvw = A("mvw" + l);
     if (mv) for (let i = 0; i < mv.length; i++) if (m.has(mv[i])) m.set(mv[i], mvw[i]);
+    const wall = A("wall" + l);  // every weight, in position order
+    if (wall) {
+      const keys = Float64Array.from(m.keys()).sort();
+      if (keys.length === wall.length) for (let i = 0; i < keys.length; i++) m.set(keys[i], wall[i]);
+      else S.inconsistent = true;  // never expected: the caller asks for the whole graph
+    }
     const probe = A("probe" + l);  // revived and pruned again between two frames
     if (probe) for (let i = 0; i < probe.length && S.anims.length < MAX_ANIMS; i++)
       S.anims.push({ layer: l, pos: probe[i], kind: "probe", t0: now });
@@ -457,6 +473,7 @@ export default function (component) {
       return cleanup;
     }
     for (const d of todo) applyDelta(S, d, a, now, h.probe_steps);
+    if (S.inconsistent) { S.inconsistent = false; S.resyncs++; report(S, { resync: h.seq }); }
   }
   S.step = h.step;
   S.framesApplied++;
