@@ -108,7 +108,7 @@ def test_delta_holds_exactly_the_engines_changes():
     header, arrays = lg._delta(lg.from_layers(layers, 10, (4, 4)), sent)
     assert sorted(arrays["rm0"]) == sorted(gone) and sorted(arrays["add0"]) == sorted(new)
     assert list(arrays["life0"]) == [2, 500, 7]  # the engine's lifetimes, in the same order
-    assert header["counts"][0] == [3, 2] and header["counts"][1] == [0, 0]
+    assert header["counts"][0] == [3, 2, 2] and header["counts"][1] == [0, 0, 0]  # 2 probes: lived <= 20
     assert "rm1" not in arrays and "add1" not in arrays
     assert np.array_equal(sent.layers[0].pos, np.sort(b[0]))
 
@@ -216,10 +216,13 @@ def test_canvas_renders_applies_deltas_and_follows_the_theme():
                 page.screenshot(path=os.path.join(shots, "live_graph_light.png"))
             light_bg = page.evaluate(_PIXEL)
 
-            # the same page in a dark colour scheme: Streamlit goes dark, so does the canvas
+            # a playing run in a dark colour scheme: Streamlit goes dark, so does the canvas; the
+            # page pulls frames itself and applies every one as a delta
             dark = browser.new_page(viewport={"width": 1100, "height": 800}, color_scheme="dark")
-            dark.goto(url + "/?truth=1")
+            dark.goto(url + "/?play=1")
             dark.wait_for_function(f"{GRAPH} && {GRAPH}.framesApplied > 0", timeout=60_000)
+            m = measure(dark, 4.0)
+            assert m["fps"] > 0.5 and m["delta_bytes"] and m["resyncs"] == 0, m
             assert dark.evaluate("window.__deeprGraph.graph.theme") == "dark"
             assert dark.locator("canvas.dg-base").get_attribute("data-theme") == "dark"
             dark_bg = dark.evaluate(_PIXEL)

@@ -8,13 +8,18 @@ and dead units when they change. Fades run in the browser (live_graph/live_graph
 
 Per tick, from a fragment, the caller passes the whole current frame:
 
-    data = live_graph.from_frame(frame, run.info, run_id=...)
-    live_graph.live_graph(data, key="graph", playing=frame.playing)
+    st.fragment(run_every=live_graph.run_every("graph", playing))(views)(run)
+    # in views():
+    live_graph.live_graph(live_graph.from_frame(frame, run.info, run_id=...), key="graph",
+                          playing=frame.playing)
 
-and this module diffs it against what it last sent for that key (kept in st.session_state).
-Messages are binary (a JSON header + int32/float32 arrays). The page reports back how far it
-got (`report` state: applied frames, last sequence number); `run_every(key)` turns that into
-the next fragment interval, and a tick that finds the browser behind re-sends nothing new.
+and this module diffs it against what it last sent for that key (kept in st.session_state
+under _STATE). Messages are binary (a JSON header, int32/float32/float16 arrays). The page
+reports back how far it got (its `report` state: frames applied, last sequence number).
+Default pace "pull": each report is also the page's request for the next frame, at most
+IN_FLIGHT frames wait for it, so ticks never pile up and the rate follows what this browser
+keeps up with; the fragment's run_every is only a slow keepalive. Pace "timer": the fragment's
+run_every drives the frames and run_every(key, pace="timer") backs off along TICKS.
 
 Graphs above `SAMPLE_LIMIT` active edges draw a fixed sample of positions (a hash of layer and
 position below a threshold, so a drawn position stays drawn while it lives and its prunes and
@@ -27,7 +32,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import streamlit as st
@@ -36,12 +41,16 @@ ASSETS = Path(__file__).with_suffix("")
 SAMPLE_LIMIT = 12_000     # edges drawn at most (canvas 2D stays well under a frame budget)
 MOVE_FRACTION = 0.02      # a weight is re-sent when it moved this much of its layer's scale
 PROBE_STEPS = 20          # pruned within this many steps of its revival: a brief probe
+PROBE_CAP = 64            # probe flashes drawn per layer per frame (Deep R can probe thousands;
+                          # the counters count all of them)
 TICKS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0)  # run_every ladder (s): 10 frames/s at best
 MIN_TICK = TICKS[0]
 KEEPALIVE = 2.0           # run_every in pull pace: only restarts a chain that broke
 MAX_BEHIND = 3            # frames in flight before a tick sends nothing new
-CHAIN = 2                 # timer pace: each message also repeats the previous delta, because the
-                          # page can miss a message (two arriving together render once)
+CHAIN = 2                 # each message also repeats the previous delta: the page can miss a
+                          # message (two arriving together render once)
+IN_FLIGHT = 2             # pull pace: frames sent ahead of the page's confirmation (the server
+                          # builds the next one while the page draws this one)
 _STATE = "_deepr_live_graph"
 
 _component = st.components.v2.component(
@@ -245,7 +254,7 @@ def _full(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
     return header, arrays
 
 
-def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
+def _delta(data: GraphData, sent: _Sent, probe_steps: int = PROBE_STEPS) -> tuple[dict, dict]:
     arrays, counts = {}, []
     advanced = data.step > sent.step  # the engine's events belong to a step not yet shown
     for i, (l, s) in enumerate(zip(data.layers, sent.layers)):
@@ -257,7 +266,9 @@ def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
             pruned_all = np.union1d(pruned_all, l.pruned)
         if advanced and l.activated is not None:
             added_all = np.union1d(added_all, l.activated)
-        counts.append([int(len(pruned_all)), int(len(added_all))])
+        n_probes = 0
+        if advanced and l.pruned is not None and l.pruned_lifetime is not None:
+            n_probes = int((l.pruned_lifetime <= probe_steps).sum())
         s.all_pos = l.active_pos.copy()
         # drawing: the sampled positions only
         keep = _sample_mask(i, l.active_pos, sent.sample_frac)
@@ -266,6 +277,9 @@ def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
         is_new = ~_in_sorted(pos, s.pos)
         rm, rm_birth = s.pos[~stays], s.birth[~stays]
         life = np.where(rm_birth >= 0, data.step - rm_birth, -1)
+        if l.pruned_lifetime is None:  # lifetimes from our own frames (a frame's steps apart)
+            n_probes = int(((life >= 0) & (life <= probe_steps)).sum())
+        counts.append([int(len(pruned_all)), int(len(added_all)), n_probes])
         if l.pruned is not None and l.pruned_lifetime is not None and len(l.pruned) == len(l.pruned_lifetime):
             known = dict(zip(l.pruned.tolist(), l.pruned_lifetime.tolist()))
             life = np.array([known.get(p, x) for p, x in zip(rm.tolist(), life.tolist())], dtype=np.int64)
@@ -291,6 +305,8 @@ def _delta(data: GraphData, sent: _Sent) -> tuple[dict, dict]:
             probe = np.intersect1d(l.pruned, l.activated)
             probe = probe[~_in_sorted(probe, s.pos) & ~_in_sorted(probe, pos)]
             probe = probe[_sample_mask(i, probe, sent.sample_frac)]
+            if len(probe) > PROBE_CAP:
+                probe = np.sort(np.random.default_rng(data.step).choice(probe, PROBE_CAP, replace=False))
         moves = ((f"wall{i}", _half(w)),) if every else \
             ((f"mv{i}", pos[~is_new][moved]), (f"mvw{i}", _half(cur_w[moved])))
         for name, arr in ((f"rm{i}", rm), (f"life{i}", life), (f"add{i}", pos[is_new]),
@@ -356,10 +372,10 @@ def _behind(sent: _Sent) -> int:
 
 
 def _waiting(sent: _Sent, pace: str) -> bool:
-    """Whether this tick should send nothing new. pull: the page has not yet confirmed the
-    last frame (so at most one frame is ever in flight); timer: frames are piling up."""
+    """Whether this tick should send nothing new. pull: IN_FLIGHT frames wait for the page's
+    confirmation (so frames never pile up); timer: frames are piling up."""
     if pace == "pull":
-        return not sent.reports or int(sent.reports[-1][1].get("seq", -1)) < sent.seq
+        return not sent.reports or int(sent.reports[-1][1].get("seq", -1)) <= sent.seq - IN_FLIGHT
     return _behind(sent) > MAX_BEHIND
 
 
@@ -377,13 +393,16 @@ def browser_fps(key: str, window: float = 5.0) -> float | None:
     return (b["applied"] - a["applied"]) / dt if dt > 0 else None
 
 
-def run_every(key: str, playing: bool = True) -> float | None:
-    """The run_every (s) for the fragment that calls live_graph(key): TICKS[0] while the page
-    keeps up, one rung longer per report that finds frames piling up in it, one rung shorter
-    after three calm reports. It changes at most once per report, so a caller that re-creates
-    its fragment when it changes does so rarely."""
+def run_every(key: str, playing: bool = True, pace: str = "pull") -> float | None:
+    """The run_every (s) for the fragment that calls live_graph(key): None when paused;
+    KEEPALIVE in pull pace (the page itself asks for frames); in timer pace TICKS[0] while the
+    page keeps up, one rung longer per report that finds frames piling up in it, one rung
+    shorter after three calm reports (it changes at most once per report; a new run_every takes
+    an app rerun, which re-mounts the canvas: one full message)."""
     if not playing:
         return None
+    if pace == "pull":
+        return KEEPALIVE
     sent = _store().get(key)
     return TICKS[sent.level] if sent is not None else TICKS[0]
 
@@ -400,7 +419,7 @@ def _adapt(sent: _Sent) -> None:
 
 
 def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, theme: str = "auto",
-               playing: bool = True, pace: str = "timer", probe_steps: int = PROBE_STEPS) -> dict:
+               playing: bool = True, pace: str = "pull", probe_steps: int = PROBE_STEPS) -> dict:
     """Draw (or update) the live graph `key` from the whole current frame. Returns what was
     sent and what the page last reported: seq, kind ("full", "delta" or "same": nothing new
     because the page is behind or the step did not change), bytes, edges (drawn), browser_fps,
@@ -431,12 +450,12 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
                 setattr(sent, name, getattr(old, name))
         header, arrays = _full(data, sent)
         sent.last_full_seq = sent.seq + 1
-    elif _waiting(sent, pace):
+    elif playing and _waiting(sent, pace):  # paused, every rerun is the user's: always send
         header, arrays = sent.payload  # the same message again: nothing new piles up
         sent.skipped += 1
     else:
-        header, arrays = _delta(data, sent)
-        if not arrays and not any(p or r for p, r in header["counts"]):
+        header, arrays = _delta(data, sent, probe_steps)
+        if not arrays and not any(any(c) for c in header["counts"]):
             header, arrays = sent.payload  # nothing changed (paused): no new frame
     fresh = header is not sent.payload[0]
     if fresh:
@@ -445,7 +464,7 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
         sent.sent_at.append((time.monotonic(), sent.seq))
         if header["kind"] == "delta":
             sent.chain.append((sent.seq, header, arrays))
-            header, arrays = _chained(list(sent.chain)[-(CHAIN if pace == "timer" else 1):])
+            header, arrays = _chained(list(sent.chain))
         else:
             sent.chain.clear()
         sent.payload = (header, arrays)
@@ -454,4 +473,4 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
     _component(key=key, data=msg, height="content", on_report_change=lambda: None)
     return {"seq": sent.seq, "kind": header["kind"] if fresh else "same", "bytes": len(msg),
             "edges": sum(len(l.pos) for l in sent.layers), "browser_fps": browser_fps(key),
-            "behind": _behind(sent), "run_every": run_every(key, playing), "skipped": sent.skipped}
+            "behind": _behind(sent), "run_every": run_every(key, playing, pace), "skipped": sent.skipped}

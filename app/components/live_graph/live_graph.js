@@ -73,12 +73,12 @@ function createState(parent, key) {
     tip: root.querySelector(".dg-tip"),
     countersEl: root.querySelector(".dg-counters"),
     stepEl: root.querySelector(".dg-step"),
-    seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1, resyncAt: 0,
+    seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1, resyncAt: 0, reportedSeq: -1,
     layout: null, layers: [], edges: [], scale: [], dead: new Set(), xy: null, colOf: null,
     anims: [], rafId: 0, hover: null, mouse: null, events: [], step: 0, sample: null,
     theme: "light", themeSetting: "auto", pal: PALETTES.light, height: 420,
     pace: "timer", minInterval: 100, reportEvery: 1000, lastReport: 0, reportTimer: 0,
-    applyMs: 0, setStateValue: null, applyTimes: [], log: [],
+    applyMs: 0, setStateValue: null, applyTimes: [], log: [], animMs: 0, animFrames: 0, applyTotalMs: 0, waitMs: [],
   };
   S.api = {
     get framesApplied() { return S.framesApplied; },
@@ -91,6 +91,9 @@ function createState(parent, key) {
     get resyncs() { return S.resyncs; },
     get fading() { return S.anims.length; },
     get applyMs() { return S.applyMs; },
+    // browser time this canvas has used (ms): applying frames, and drawing fades
+    get waitMs() { return S.waitMs.slice(); },
+    get cost() { return { applyMs: S.applyTotalMs, animMs: S.animMs, animFrames: S.animFrames }; },
     hasEdge: (layer, pos) => !!(S.edges[layer] && S.edges[layer].has(pos)),
     weight: (layer, pos) => (S.edges[layer] ? S.edges[layer].get(pos) : undefined),
     edges: () => S.edges.map((m) => Array.from(m.keys()).sort((a, b) => a - b)),
@@ -231,9 +234,11 @@ function drawBase(S) {
       p.moveTo(x1, y1); p.lineTo(x2, y2);
     }
   }
+  // thousands of edges at full opacity are one blot: fade all of them with density
+  const density = Math.min(1, Math.max(0.25, Math.sqrt(1500 / Math.max(1, S.api.edgeCount))));
   for (let b = 0; b < 2 * NB; b++) {
     const f = ((b % NB) + 0.5) / NB;
-    ctx.globalAlpha = 0.12 + 0.83 * f;
+    ctx.globalAlpha = (0.12 + 0.83 * f) * density;
     ctx.lineWidth = 0.5 + 1.6 * f;
     ctx.strokeStyle = b < NB ? S.pal.pos : S.pal.neg;
     ctx.stroke(paths[b]);
@@ -268,6 +273,11 @@ function kick(S) {
 }
 
 function drawAnim(S, now) {
+  const t0 = performance.now();
+  try { drawAnimInner(S, now); } finally { S.animMs += performance.now() - t0; S.animFrames++; }
+}
+
+function drawAnimInner(S, now) {
   const ctx = S.anim.getContext("2d");
   ctx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
   ctx.clearRect(0, 0, S.w, S.h);
@@ -343,18 +353,19 @@ function showTip(S) {
 
 function rates(S, now) {
   S.events = S.events.filter((e) => now - e.t < RATE_WINDOW_MS);
-  const out = S.layers.map(() => [0, 0]);
+  const out = S.layers.map(() => [0, 0, 0]);
   for (const e of S.events)
-    e.counts.forEach(([p, r], l) => { if (out[l]) { out[l][0] += p; out[l][1] += r; } });
+    e.counts.forEach(([p, r, q], l) => { if (out[l]) { out[l][0] += p; out[l][1] += r; out[l][2] += q || 0; } });
   const sec = RATE_WINDOW_MS / 1000;
-  return out.map(([p, r]) => ({ pruned: p / sec, revived: r / sec }));
+  return out.map(([p, r, q]) => ({ pruned: p / sec, revived: r / sec, probes: q / sec }));
 }
 
 function renderCounters(S) {
   const r = rates(S, performance.now());
   S.countersEl.replaceChildren(...r.map((x, l) => {
     const span = document.createElement("span");
-    span.textContent = `L${l}: pruned ${x.pruned.toFixed(1)}/s · revived ${x.revived.toFixed(1)}/s`;
+    span.textContent = `L${l}: pruned ${x.pruned.toFixed(1)}/s (${x.probes.toFixed(1)} probes) · ` +
+      `revived ${x.revived.toFixed(1)}/s`;
     return span;
   }));
   S.stepEl.textContent = `step ${S.step.toLocaleString()}`;
@@ -414,17 +425,21 @@ function report(S, extra) {
   clearTimeout(S.reportTimer);
   S.reportTimer = 0;
   S.lastReport = performance.now();
+  S.reportedSeq = S.seq;
   S.setStateValue("report", { seq: S.seq, applied: S.framesApplied, ms: Math.round(S.lastReport),
                               apply_ms: +S.applyMs.toFixed(2), resyncs: S.resyncs, ...extra });
 }
 
-function scheduleReport(S, playing) {
+function scheduleReport(S, playing, fresh) {
   if (S.reportTimer || !playing) return;
-  // pull: ask for the next frame once this one is drawn (never sooner than minInterval after
-  // the last ask), so frames cannot pile up; timer: just tell Python how we keep up
-  const every = S.pace === "pull" ? S.minInterval : S.reportEvery;
-  const wait = Math.max(0, every - (performance.now() - S.lastReport));
-  S.reportTimer = setTimeout(() => report(S, {}), wait);
+  // pull: ask for the next frame as soon as one arrives (never sooner than minInterval after
+  // the last ask), so frames cannot pile up; timer: just tell Python how we keep up. A repeated
+  // frame asks again only if the last ask seems lost.
+  const since = performance.now() - S.lastReport;
+  if (!fresh && S.reportedSeq === S.seq && since < 1500) return;
+  const wait = Math.max(0, (S.pace === "pull" ? S.minInterval : S.reportEvery) - since);
+  if (wait === 0) report(S, {});  // now, not after the page's own rendering
+  else S.reportTimer = setTimeout(() => report(S, {}), wait);
 }
 
 export default function (component) {
@@ -452,7 +467,7 @@ export default function (component) {
   if (S.log.length > 200) S.log.shift();
   if (h.seq === S.seq) {  // the same message again (a rerun with nothing new, a theme change)
     if (themeBefore !== S.theme || heightBefore !== S.height || !S.xy) { resize(S); drawBase(S); }
-    scheduleReport(S, h.playing);
+    scheduleReport(S, h.playing, false);
     return cleanup;  // every call returns it: Streamlit keeps only the last one for unmount
   }
   const now = performance.now();
@@ -485,8 +500,11 @@ export default function (component) {
   drawAnim(S, now);
   renderCounters(S);
   S.applyMs = performance.now() - t0;
+  S.applyTotalMs += S.applyMs;
+  if (S.pace === "pull" && S.lastReport) S.waitMs.push(t0 - S.lastReport);  // ask -> frame here
+  if (S.waitMs.length > 50) S.waitMs.shift();
   S.applyTimes.push(performance.now());
   if (S.applyTimes.length > 50) S.applyTimes.shift();
-  scheduleReport(S, h.playing);
+  scheduleReport(S, h.playing, true);
   return cleanup;
 }
