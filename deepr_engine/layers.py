@@ -30,6 +30,7 @@ class Rewired:
     sign: torch.Tensor        # same shape as weight; +1 or -1, fixed for life
     active_idx: torch.Tensor  # flat indices of the active positions (int64, K of them)
     version: int = 0          # bumped by every write through this interface
+    compute = "dense"         # full-size state and dense products; "sparse": sparse.CompactLinear
     _weight_version: int = -1  # torch's counter of `weight` after our last write
 
     def init_rewiring(self, k: int, generator: torch.Generator) -> None:
@@ -60,6 +61,24 @@ class Rewired:
     @property
     def n_positions(self) -> int:
         return self.theta.numel()
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape)
+
+    @property
+    def rewired_param(self) -> nn.Parameter:
+        """The Parameter the optimizer trains (here the full-size weight)."""
+        return self.weight
+
+    def theta_at(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.theta.view(-1).index_select(0, positions)
+
+    def full_theta(self) -> torch.Tensor:
+        return self.theta
+
+    def full_sign(self) -> torch.Tensor:
+        return self.sign
 
     @property
     def connectivity(self) -> float:
@@ -106,6 +125,26 @@ class Rewired:
         self.theta.view(-1).index_fill_(0, new, 0)
         self.active_idx.index_copy_(0, slots, new)
         self.touch()
+
+    def add_active(self, new: torch.Tensor) -> torch.Tensor:
+        """Activate the dormant positions `new` at theta 0 (K grows)."""
+        self.theta.view(-1)[new] = 0
+        self.weight.view(-1)[new] = 0
+        self.active_idx = torch.cat([self.active_idx, new])
+        self.touch()
+        return new
+
+    def remove_slots(self, slots: torch.Tensor) -> torch.Tensor:
+        """Make the connections in `slots` dormant (K shrinks); returns their positions."""
+        idx = self.active_idx
+        gone = idx[slots]
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[slots] = False
+        self.theta.view(-1)[gone] = -torch.finfo(self.theta.dtype).tiny
+        self.weight.view(-1)[gone] = 0
+        self.active_idx = idx[keep]
+        self.touch()
+        return gone
 
     def sample_dormant(self, n: int, n_dormant: int, generator: torch.Generator) -> torch.Tensor:
         """n distinct positions uniformly among those with theta < 0 (n_dormant of them)."""
@@ -154,11 +193,22 @@ class Rewired:
 
 
 class SparseLinear(Rewired, nn.Linear):
-    """nn.Linear with Deep R rewiring of its weight matrix (out_features x in_features)."""
+    """nn.Linear with Deep R rewiring of its weight matrix (out_features x in_features).
+
+    compute="dense" (default): full-size theta, sign and weight, dense products.
+    compute="sparse": returns a `sparse.CompactLinear`, which stores only the K active
+    connections and multiplies sparsely (memory and work O(K); Deep R only)."""
+
+    def __new__(cls, *args, compute: str = "dense", **kwargs):
+        if validate.choice("compute", compute, COMPUTE_MODES) == "sparse":
+            from .sparse import CompactLinear
+            return CompactLinear(*args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  k: int | None = None, connectivity: float | None = None,
-                 generator: torch.Generator | None = None, device=None, dtype=None):
+                 generator: torch.Generator | None = None, device=None, dtype=None,
+                 compute: str = "dense"):
         nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
         self.init_rewiring(resolve_k(k, connectivity, self.weight.numel()),
                            generator or torch.Generator().manual_seed(0))
@@ -183,6 +233,9 @@ class SparseConv2d(Rewired, nn.Conv2d):
         return super().extra_repr() + f", k={self.k}"
 
 
+COMPUTE_MODES = ("dense", "sparse")
+
+
 def resolve_k(k, connectivity, n: int, name: str = "k") -> int:
     if (k is None) == (connectivity is None):
         raise ValueError("give exactly one of k (connections per layer) or connectivity "
@@ -200,13 +253,21 @@ def rewired_layers(model: nn.Module) -> list[Rewired]:
 
 def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = None, *,
              k: int | Sequence[int] | None = None, seed: int | None = 0,
-             generator: torch.Generator | None = None) -> nn.Module:
+             generator: torch.Generator | None = None, compute: str = "dense",
+             device=None) -> nn.Module:
     """Replace every nn.Linear and nn.Conv2d of `model` (in place) by its rewired counterpart.
 
     connectivity: one fraction for all layers or one per layer (module order); or k: active
     connections per layer. Biases are copied; the rest of the model is left as it is.
     Initialisation follows the reference code (see Rewired.init_rewiring) and is seeded.
+
+    compute="sparse" makes every nn.Linear a `sparse.CompactLinear` (only the K active
+    connections stored, sparse products; Conv2d is not supported there). A model built on the
+    meta device is sparsified without allocating any dense weight: its layers go to `device`
+    (default CPU) and get nn.Linear's bias initialisation, seeded, since a meta bias has no
+    values to copy.
     """
+    validate.choice("compute", compute, COMPUTE_MODES)
     targets = [(parent, name, child) for parent in model.modules()
                for name, child in parent.named_children()
                if isinstance(child, (nn.Linear, nn.Conv2d)) and not isinstance(child, Rewired)]
@@ -218,6 +279,16 @@ def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = No
     cs = (validate.per_layer("connectivity", connectivity, len(targets))
           if connectivity is not None else [None] * len(targets))
     gen = generator or torch.Generator().manual_seed(0 if seed is None else seed)
+    if compute == "sparse":
+        convs = [name for _, name, old in targets if isinstance(old, nn.Conv2d)]
+        if convs:
+            raise ValueError(f"compute='sparse' supports nn.Linear layers only; the model has "
+                             f"nn.Conv2d layer(s) {convs}: use compute='dense' for it")
+        _sparsify_compact(targets, ks, cs, gen, device)
+        return model
+    if any(old.weight.is_meta for _, _, old in targets):
+        raise ValueError("a model on the meta device can be sparsified with compute='sparse' "
+                         "only (compute='dense' allocates the full weight)")
     for (parent, name, old), k_i, c_i in zip(targets, ks, cs):
         kw = dict(k=k_i, connectivity=c_i, generator=gen, dtype=old.weight.dtype)
         has_bias = old.bias is not None
@@ -236,3 +307,18 @@ def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = No
         new.train(old.training)
         setattr(parent, name, new)
     return model
+
+
+def _sparsify_compact(targets, ks, cs, gen, device) -> None:
+    from .sparse import CompactLinear
+    for (parent, name, old), k_i, c_i in zip(targets, ks, cs):
+        meta = old.weight.is_meta
+        dev = torch.device(device) if device is not None else (
+            torch.device("cpu") if meta else old.weight.device)
+        new = CompactLinear(old.in_features, old.out_features, old.bias is not None, k=k_i,
+                            connectivity=c_i, generator=gen, device=dev, dtype=old.weight.dtype)
+        if old.bias is not None and not meta:
+            with torch.no_grad():
+                new.bias.copy_(old.bias.detach())
+        new.train(old.training)
+        setattr(parent, name, new)

@@ -50,6 +50,10 @@ class RewiringOptimizer(torch.optim.Optimizer):
     """
 
     HYPER: dict = {}  # the method's own hyperparameters: name -> check(value)
+    # compute="sparse" layers (sparse.CompactLinear) store active connections only; a method
+    # that needs more (dormant theta, dense gradients) refuses them with this reason
+    SPARSE_REFUSAL: str | None = ("it reads full-size state (dormant weights or dense "
+                                  "gradients), which compact layers do not keep")
     SET_ONLY: tuple[str, ...] = ()  # what set() takes besides (K, targets), for the message
     COMMON = {"lr": _positive("lr"),
               "gradient": lambda v: validate.choice("gradient", v, GRADIENT_RULES),
@@ -62,16 +66,21 @@ class RewiringOptimizer(torch.optim.Optimizer):
         if not layers:
             raise ValueError("model has no rewired layers: call sparsify(model, ...) first")
         self.layers: list[Rewired] = layers
+        self.sparse_compute = any(l.compute == "sparse" for l in layers)
+        if self.sparse_compute and self.SPARSE_REFUSAL is not None:
+            raise ValueError(f"{type(self).__name__} does not support compute='sparse' layers: "
+                             f"{self.SPARSE_REFUSAL}. Use compute='dense' for it, or DeepR.")
         defaults = dict(lr=lr, gradient=gradient, momentum=momentum, betas=tuple(betas), eps=eps,
                         **hyper)
         self._check_hyper(defaults)
-        groups = [{"params": [layer.weight], "layer_index": i} for i, layer in enumerate(layers)]
-        rewired_ids = {id(layer.weight) for layer in layers}
+        groups = [{"params": [layer.rewired_param], "layer_index": i}
+                  for i, layer in enumerate(layers)]
+        rewired_ids = {id(layer.rewired_param) for layer in layers}
         others = [p for p in model.parameters() if id(p) not in rewired_ids and p.requires_grad]
         if others:
             groups.append({"params": others, "layer_index": None})
         super().__init__(groups, defaults)
-        self.device = layers[0].theta.device
+        self.device = layers[0].active_idx.device
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(0 if seed is None else int(seed))
         self.check_finite = check_finite
@@ -89,6 +98,9 @@ class RewiringOptimizer(torch.optim.Optimizer):
                              f"allowed: {sorted([*checks, *self.SET_ONLY])}")
         for name, value in h.items():
             checks[name](value)
+        if getattr(self, "sparse_compute", False) and h.get("gradient", "sgd") != "sgd":
+            raise ValueError(f"gradient must be 'sgd' with compute='sparse' layers (momentum and "
+                             f"adam state is kept full-size), got {h['gradient']!r}")
 
     @property
     def rewired_groups(self) -> list[dict]:
@@ -100,7 +112,7 @@ class RewiringOptimizer(torch.optim.Optimizer):
 
     def _no_events(self) -> list[dict[str, torch.Tensor]]:
         if not hasattr(self, "_empty_index"):
-            self._empty_index = torch.empty(0, dtype=torch.long, device=self.layers[0].theta.device)
+            self._empty_index = torch.empty(0, dtype=torch.long, device=self.layers[0].active_idx.device)
         return [{"pruned": self._empty_index, "activated": self._empty_index} for _ in self.layers]
 
     def _begin_step(self, closure):

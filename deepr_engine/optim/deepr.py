@@ -30,6 +30,7 @@ class DeepR(ExactK):
     lr * 1e-5 per step) is T = lr * 1e-10 / 2.
     """
 
+    SPARSE_REFUSAL = None  # runs on compact layers through the layer interface (per-layer K)
     HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
              "temperature": lambda v: validate.finite("temperature", v, low=0.0)}
 
@@ -130,7 +131,7 @@ class DeepR(ExactK):
             pruned = layer.active_idx.index_select(0, slots)
             new = layer.sample_dormant(n, layer.n_positions - layer.k + n, self.generator)
             layer.replace_slots(slots, new)  # the revived take the slots of the pruned
-            self._forget_moments(layer.weight, new)
+            self._forget_moments(layer.rewired_param, new)
             active["theta"][s:e].index_fill_(0, slots, 0)
             active["sign"][s:e].index_copy_(0, slots, layer.sign_at(new))
             events[i] = {"pruned": pruned, "activated": new}

@@ -29,6 +29,9 @@ class ExactK(RewiringOptimizer):
                  **kw):
         super().__init__(model, lr, **kw)
         self.global_k = bool(global_k)
+        if self.global_k and self.sparse_compute:
+            raise ValueError("global_k=True is not supported with compute='sparse' layers (its "
+                             "revival reads every layer's full-size theta); keep K per layer")
         self.total_k = sum(layer.k for layer in self.layers)
         for group, layer in zip(self.rewired_groups, self.layers):
             group["k"] = layer.k
@@ -99,11 +102,11 @@ class ExactK(RewiringOptimizer):
         else:
             for i, (layer, k_new) in enumerate(zip(self.layers, targets)):
                 if k_new > layer.k:
-                    new = sample_dormant(layer.theta.view(-1), k_new - layer.k,
-                                         layer.n_positions - layer.k, self.generator)
+                    new = layer.sample_dormant(k_new - layer.k, layer.n_positions - layer.k,
+                                               self.generator)
                     events[i]["activated"] = self._activate(layer, new)
                 elif k_new < layer.k:
-                    th = layer.theta.view(-1)[layer.active_idx]
+                    th = layer.gather_active()[0]
                     events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
         self._sync_k(events)
 
@@ -115,23 +118,11 @@ class ExactK(RewiringOptimizer):
         self.last_events = events
 
     def _activate(self, layer: Rewired, new: torch.Tensor) -> torch.Tensor:
-        layer.theta.view(-1)[new] = 0
-        layer.weight.view(-1)[new] = 0
-        self._forget_moments(layer.weight, new)
-        layer.active_idx = torch.cat([layer.active_idx, new])
-        layer.touch()
-        return new
+        self._forget_moments(layer.rewired_param, new)
+        return layer.add_active(new)
 
     def _deactivate(self, layer: Rewired, slots: torch.Tensor) -> torch.Tensor:
-        idx = layer.active_idx
-        gone = idx[slots]
-        keep = torch.ones_like(idx, dtype=torch.bool)
-        keep[slots] = False
-        layer.theta.view(-1)[gone] = -torch.finfo(layer.theta.dtype).tiny
-        layer.weight.view(-1)[gone] = 0
-        layer.active_idx = idx[keep]
-        layer.touch()
-        return gone
+        return layer.remove_slots(slots)
 
     def state_dict(self) -> dict:
         sd = super().state_dict()

@@ -31,6 +31,9 @@ class SoftDeepR(RewiringOptimizer):
     Every potential connection walks each step, so its cost is O(all positions), not O(K).
     """
 
+    SPARSE_REFUSAL = ("soft-Deep R moves every dormant theta by noise at every step (a random "
+                      "walk on all positions, clipped at theta_min), so its state and work are "
+                      "O(all positions), not O(K)")
     HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
              "temperature": lambda v: validate.finite("temperature", v, low=0.0)}
     K_MEANING = "soft"  # the active count drifts around the target connectivity

@@ -1,0 +1,391 @@
+"""Compact rewired layers: memory and work follow K, the number of active connections.
+
+A `CompactLinear` stores only its K active connections: their flat positions (`active_idx`,
+slot order), their theta (`theta_active`) and their weights (`values`, the trained Parameter,
+always sign * theta since active theta >= 0). Dormant connections have no state at all: Deep R
+never reads a dormant theta (a revived connection starts at theta = 0), and the sign of any
+position comes from a counter-based hash of (sign_seed, position), so it is fixed for life and
+costs no memory. Forward and backward are CSR sparse products (torch.sparse): the gradient
+exists for the active connections only. Revival tests candidate positions for membership in the
+sorted active positions (searchsorted) instead of listing the dormant ones.
+
+The layer implements the same small interface the optimizers use on a full-size layer
+(gather_active, active_grad, write_active, replace_slots, sample_dormant, sign_at, version /
+touch, check_weight), so `DeepR` runs unchanged on it; `to_dense()` builds the equivalent
+full-size `SparseLinear` (same positions, slot order, theta and signs) for checks.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import nn
+
+from . import validate
+from .layers import Rewired, SparseLinear, resolve_k
+from .sampling import sample_positions
+
+# torch marks CSR tensors "beta" on every construction; we build two per step
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
+# -- signs: a counter-based hash of (seed, position) --------------------------------------------
+# The 32-bit finaliser of MurmurHash3 (Austin Appleby, public domain): every input bit affects
+# every output bit, so consecutive positions get independent-looking signs.
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(h, c: int):
+    """(h * c) mod 2^32 for 0 <= h < 2^32, in 16-bit halves so int64 never overflows."""
+    return (h * (c & 0xFFFF) + (((h * (c >> 16)) & 0xFFFF) << 16)) & _M32
+
+
+def _fmix32(h):
+    h = h ^ (h >> 16)
+    h = _mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def position_signs(seed: int, positions: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """+1 or -1 (equal odds) for each flat position, a fixed function of (seed, position)."""
+    s = int(seed) & (2**64 - 1)
+    key = _fmix32((s & _M32) ^ _fmix32((s >> 32) & _M32))  # python ints: the seed's part
+    p = positions.to(torch.int64)
+    h = _fmix32((p & _M32) ^ _fmix32(((p >> 32) & _M32) ^ key))
+    return torch.where((h >> 31) == 1, 1.0, -1.0).to(dtype)
+
+
+# -- slot orders kept sorted by position, updated in O(K) -------------------------------------
+def _merge_order(order: torch.Tensor, key: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+    """Slots sorted by key, given `order` (the old sorted slots, changed ones included) and the
+    slots whose key changed or that are new. O(K) passes plus a sort of the changed ones:
+    a full sort of K positions every step would cost more than the sparse products."""
+    n_slots = key.numel()
+    is_changed = torch.zeros(n_slots, dtype=torch.bool, device=key.device)
+    is_changed[changed] = True
+    kept = order[~is_changed[order]]
+    new = changed[key[changed].argsort()]
+    at = torch.searchsorted(key[kept], key[new]) + torch.arange(new.numel(), device=key.device)
+    out = torch.empty(n_slots, dtype=torch.long, device=key.device)
+    taken = torch.zeros(n_slots, dtype=torch.bool, device=key.device)
+    taken[at] = True
+    out[at] = new
+    out[~taken] = kept
+    return out
+
+
+class _CSRProduct(torch.autograd.Function):
+    """y = x @ W^T for W given by its K values on a CSR pattern; gradients for x and the K
+    values only (dE/dvalues = (dE/dy)^T x sampled at the pattern)."""
+
+    @staticmethod
+    def forward(ctx, x, values, layout):
+        w = layout.matrix(values)
+        ctx.save_for_backward(x, values)
+        ctx.layout = layout
+        return (w @ x.t()).t()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, values = ctx.saved_tensors
+        layout = ctx.layout
+        go_t = grad_out.t().contiguous()
+        grad_x = grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (layout.matrix_t(values) @ go_t).t()
+        if ctx.needs_input_grad[1]:
+            pattern = layout.matrix(values)
+            g = torch.sparse.sampled_addmm(pattern, go_t, x.contiguous(), beta=0.0).values()
+            grad_values = torch.empty_like(values).index_copy_(0, layout.order, g)
+        return grad_x, grad_values, None
+
+
+class _Layout:
+    """CSR index arrays of W (rows = outputs) and of W^T, for one set of active positions."""
+
+    def __init__(self, active_idx, order, order_t, n_out, n_in):
+        dev = active_idx.device
+        pos = active_idx.index_select(0, order)
+        self.sorted_pos = pos
+        self.order, self.order_t = order, order_t
+        self.shape = (n_out, n_in)
+        self.crow = torch.searchsorted(pos, torch.arange(n_out + 1, device=dev) * n_in)
+        self.col = pos % n_in
+        pos_t = active_idx.index_select(0, order_t)
+        self.crow_t = torch.searchsorted((pos_t % n_in) * n_out + pos_t // n_in,
+                                         torch.arange(n_in + 1, device=dev) * n_out)
+        self.col_t = pos_t // n_in
+
+    def matrix(self, values):
+        return torch.sparse_csr_tensor(self.crow, self.col, values.index_select(0, self.order),
+                                       self.shape, check_invariants=False)
+
+    def matrix_t(self, values):
+        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values.index_select(0, self.order_t),
+                                       self.shape[::-1], check_invariants=False)
+
+
+class CompactLinear(Rewired, nn.Module):
+    """A Linear layer (out_features x in_features) with Deep R rewiring that stores only its K
+    active connections. Made by `SparseLinear(..., compute="sparse")` or `sparsify(...,
+    compute="sparse")`. Parameters: `values` (K weights, slot order) and `bias`."""
+
+    compute = "sparse"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 k: int | None = None, connectivity: float | None = None,
+                 generator: torch.Generator | None = None, device=None, dtype=None):
+        nn.Module.__init__(self)
+        validate.integer("in_features", in_features, low=1)
+        validate.integer("out_features", out_features, low=1)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        n = self.in_features * self.out_features
+        k = resolve_k(k, connectivity, n)
+        gen = generator or torch.Generator().manual_seed(0)
+        dtype = dtype or torch.get_default_dtype()
+        dev = torch.device("cpu") if device is None or torch.device(device).type == "meta" \
+            else torch.device(device)
+        # Reference initialisation (docs/algorithms.md): K positions uniform without
+        # replacement (drawn, never listed: n may be 10^10), theta = |N(0, 1/n_in)|; the sign
+        # of w0 is independent of |w0|, so the hash sign gives w0's law.
+        sign_seed = int(torch.randint(2**62, (1,), generator=gen))
+        one = lambda c: torch.ones_like(c, dtype=torch.bool)  # noqa: E731
+        chosen = sample_positions(n, k, n, gen, is_dormant=one,
+                                  list_dormant=lambda: torch.arange(n)).sort().values
+        theta = torch.randn(k, generator=gen, dtype=dtype).abs_().div_(math.sqrt(self.in_features))
+        self.register_buffer("sign_seed", torch.tensor(sign_seed, dtype=torch.int64))
+        self.register_buffer("active_idx", chosen)
+        self.register_buffer("theta_active", theta)
+        self.values = nn.Parameter(theta * position_signs(sign_seed, chosen, dtype))
+        if bias:
+            bound = 1 / math.sqrt(self.in_features)  # nn.Linear's bias init, seeded here
+            self.bias = nn.Parameter(torch.rand(self.out_features, generator=gen, dtype=dtype)
+                                     .mul_(2 * bound).sub_(bound))
+        else:
+            self.register_parameter("bias", None)
+        self.register_buffer("_order", torch.arange(k), persistent=False)
+        self.register_buffer("_order_t", self._key_t(chosen).argsort(), persistent=False)
+        self._layout_version = 0
+        self._layout = None
+        self.to(dev)
+        self.touch()
+
+    # -- shape and views ------------------------------------------------------------------------
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return (self.out_features, self.in_features)
+
+    @property
+    def n_positions(self) -> int:
+        return self.out_features * self.in_features
+
+    @property
+    def rewired_param(self) -> nn.Parameter:
+        return self.values
+
+    @property
+    def sign_active(self) -> torch.Tensor:
+        return self.sign_at(self.active_idx)
+
+    def theta_at(self, positions: torch.Tensor) -> torch.Tensor:
+        """theta of the given flat positions; NaN for dormant ones (not stored in this mode)."""
+        lay = self.layout()
+        where = torch.searchsorted(lay.sorted_pos, positions).clamp_(max=max(self.k - 1, 0))
+        hit = lay.sorted_pos.index_select(0, where) == positions
+        th = self.theta_active.index_select(0, lay.order.index_select(0, where))
+        return torch.where(hit, th, torch.full_like(th, float("nan")))
+
+    def full_theta(self) -> torch.Tensor:
+        """Weight-shaped theta, NaN where dormant (O(all positions): for inspection only)."""
+        out = torch.full((self.n_positions,), float("nan"), dtype=self.theta_active.dtype,
+                         device=self.active_idx.device)
+        return out.index_copy_(0, self.active_idx, self.theta_active).view(self.weight_shape)
+
+    def full_sign(self) -> torch.Tensor:
+        """Weight-shaped signs from the hash (O(all positions): for inspection only)."""
+        pos = torch.arange(self.n_positions, device=self.active_idx.device)
+        return self.sign_at(pos).view(self.weight_shape)
+
+    def active_mask(self) -> torch.Tensor:
+        mask = torch.zeros(self.n_positions, dtype=torch.bool, device=self.active_idx.device)
+        return mask.index_fill_(0, self.active_idx, True).view(self.weight_shape)
+
+    def effective_weight(self) -> torch.Tensor:
+        """The dense weight matrix (O(all positions): for checks and small layers)."""
+        w = torch.zeros(self.n_positions, dtype=self.values.dtype, device=self.values.device)
+        return w.index_copy_(0, self.active_idx, self.values.detach()).view(self.weight_shape)
+
+    def theta_grad(self) -> torch.Tensor | None:
+        raise NotImplementedError("a compact layer has no full-size theta gradient; "
+                                  "active_grad() gives dE/dw of the active connections")
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, k={self.k}, compute='sparse'")
+
+    # -- forward ---------------------------------------------------------------------------------
+    def layout(self) -> _Layout:
+        """CSR index arrays for the current active positions (rebuilt when they changed)."""
+        if self._layout is None or self._layout[0] != self._layout_version:
+            self._layout = (self._layout_version,
+                            _Layout(self.active_idx, self._order, self._order_t,
+                                    self.out_features, self.in_features))
+        return self._layout[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"input's last dimension must be in_features={self.in_features}, "
+                             f"got shape {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        y = _CSRProduct.apply(x.reshape(-1, self.in_features), self.values, self.layout())
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    # -- the optimizers' interface (O(K)) --------------------------------------------------------
+    def gather_active(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.theta_active.clone(), self.sign_active
+
+    def active_grad(self) -> torch.Tensor | None:
+        return None if self.values.grad is None else self.values.grad
+
+    def write_active(self, theta_active: torch.Tensor, weight_active: torch.Tensor) -> None:
+        self.theta_active.copy_(theta_active)
+        self.values.data.copy_(weight_active)
+        self.touch()
+
+    def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
+        """The connections in `slots` are dormant now: they are forgotten (no dormant state);
+        the positions `new` take those slots at theta 0 (weight 0)."""
+        self.active_idx.index_copy_(0, slots, new)
+        self.theta_active.index_fill_(0, slots, 0)
+        self.values.data.index_fill_(0, slots, 0)
+        self._reorder(slots)
+        self.touch()
+
+    def add_active(self, new: torch.Tensor) -> torch.Tensor:
+        """Activate the dormant positions `new` at theta 0 (K grows)."""
+        k0 = self.k
+        self.active_idx = torch.cat([self.active_idx, new])
+        self.theta_active = torch.cat([self.theta_active, self.theta_active.new_zeros(new.numel())])
+        self.values.data = torch.cat([self.values.data, self.values.data.new_zeros(new.numel())])
+        self._reorder(torch.arange(k0, self.k, device=new.device))
+        self.touch()
+        return new
+
+    def remove_slots(self, slots: torch.Tensor) -> torch.Tensor:
+        """Make the connections in `slots` dormant (K shrinks); returns their positions."""
+        gone = self.active_idx.index_select(0, slots)
+        keep = torch.ones(self.k, dtype=torch.bool, device=slots.device)
+        keep[slots] = False
+        self.active_idx = self.active_idx[keep]
+        self.theta_active = self.theta_active[keep]
+        self.values.data = self.values.data[keep]
+        self._rebuild_orders()
+        self.touch()
+        return gone
+
+    def sample_dormant(self, n: int, n_dormant: int, generator: torch.Generator) -> torch.Tensor:
+        """n distinct positions uniformly among the dormant ones: not in active_idx, or in it
+        with theta < 0 (the ones that died in this step, not yet replaced). Same draws and
+        choices as a full-size layer in the same state."""
+        lay = self.layout()
+        pos, theta, order = lay.sorted_pos, self.theta_active, lay.order
+        dev = self.active_idx.device
+
+        def is_dormant(cand):
+            at = torch.searchsorted(pos, cand).clamp_(max=pos.numel() - 1)
+            member = pos.index_select(0, at) == cand
+            died = theta.index_select(0, order.index_select(0, at)) < 0
+            return ~member | died
+
+        def list_dormant():  # only when most positions are active: O(n) = O(K) then
+            return torch.nonzero(~self.active_mask().view(-1)
+                                 | _scatter_died(self, dev)).view(-1)
+
+        return sample_positions(self.n_positions, n, n_dormant, generator,
+                                is_dormant=is_dormant, list_dormant=list_dormant, device=dev)
+
+    def sign_at(self, positions: torch.Tensor) -> torch.Tensor:
+        return position_signs(int(self.sign_seed), positions, self.values.dtype)
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def touch(self) -> None:
+        self.version += 1
+        self._weight_version = self.values._version
+
+    def check_weight(self) -> None:
+        if self.values._version != self._weight_version:
+            raise RuntimeError(
+                f"the values of CompactLinear {self.weight_shape} were changed outside its "
+                "rewiring optimizer (for example by another torch.optim optimizer given "
+                "model.parameters()). They must equal sign * theta of the active connections: "
+                "give other optimizers only the parameters that are not rewired, or, after "
+                "editing theta_active on purpose, call layer.sync_weight().")
+
+    @torch.no_grad()
+    def sync_weight(self) -> None:
+        """Rebuild `values` from theta_active (a compact layer holds active connections only)."""
+        if bool((self.theta_active < 0).any()):
+            raise ValueError("theta_active must be >= 0: a compact layer stores active "
+                             "connections only")
+        self.values.data.copy_(self.theta_active * self.sign_active)
+        self.touch()
+
+    def _key_t(self, pos: torch.Tensor) -> torch.Tensor:
+        return (pos % self.in_features) * self.out_features + pos // self.in_features
+
+    def _reorder(self, changed: torch.Tensor) -> None:
+        self._order = _merge_order(self._order, self.active_idx, changed)
+        self._order_t = _merge_order(self._order_t, self._key_t(self.active_idx), changed)
+        self._layout_version += 1
+
+    def _rebuild_orders(self) -> None:
+        self._order = self.active_idx.argsort()
+        self._order_t = self._key_t(self.active_idx).argsort()
+        self._layout_version += 1
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self._layout_version += 1
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("active_idx", "theta_active"):  # K may differ: resize before the copy
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name],
+                                                     device=self.active_idx.device))
+        if prefix + "values" in state_dict:
+            self.values.data = torch.empty_like(state_dict[prefix + "values"],
+                                                device=self.values.device)
+        nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
+        self._rebuild_orders()
+        self.touch()
+
+    # -- the equivalent full-size layer -----------------------------------------------------------
+    @torch.no_grad()
+    def to_dense(self) -> SparseLinear:
+        """A full-size SparseLinear in exactly this state: same positions in the same slot
+        order, same theta, signs from the hash at every position; dormant theta = -tiny.
+        O(all positions): for checks and small layers."""
+        dev, dtype = self.values.device, self.values.dtype
+        d = SparseLinear(self.in_features, self.out_features, self.bias is not None, k=1,
+                         dtype=dtype)
+        d.to(dev)
+        d.sign.copy_(self.full_sign())
+        theta = torch.full((self.n_positions,), -torch.finfo(dtype).tiny, dtype=dtype, device=dev)
+        d.theta.copy_(theta.index_copy_(0, self.active_idx, self.theta_active).view(d.theta.shape))
+        d.active_idx = self.active_idx.clone()
+        d.weight.copy_(d.effective_weight())
+        if self.bias is not None:
+            d.bias.copy_(self.bias)
+        d.touch()
+        return d
+
+
+def _scatter_died(layer: CompactLinear, dev) -> torch.Tensor:
+    """Full-size mask of the active positions whose theta fell below 0 (listing path only)."""
+    died = torch.zeros(layer.n_positions, dtype=torch.bool, device=dev)
+    return died.index_fill_(0, layer.active_idx[layer.theta_active < 0], True)

@@ -1,0 +1,242 @@
+"""Sparse compute (compact layers, O(K) memory): same mathematics as the full-size layers,
+the invariants, uniform revival, signs from the hash, meta-device models, refusals, sessions."""
+import math
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from deepr_engine import DeepR, SET, SoftDeepR, SparseLinear, rewired_layers, sparsify
+from deepr_engine.sparse import CompactLinear, position_signs
+
+
+def compact_pair(sizes, ks, seed=0, dtype=torch.float64):
+    """A compact MLP and the full-size MLP in exactly the same state (positions in the same
+    slot order, theta, signs at every position, biases)."""
+    gen = torch.Generator().manual_seed(seed)
+    compact, dense = [], []
+    for i, ((a, b), k) in enumerate(zip(zip(sizes[:-1], sizes[1:]), ks)):
+        layer = SparseLinear(a, b, k=k, compute="sparse", generator=gen, dtype=dtype)
+        compact.append(layer)
+        dense.append(layer.to_dense())
+        if i < len(ks) - 1:
+            compact.append(nn.ReLU())
+            dense.append(nn.ReLU())
+    return nn.Sequential(*compact), nn.Sequential(*dense)
+
+
+def assert_compact_consistent(layer, k):
+    assert layer.k == k and layer.active_idx.unique().numel() == k
+    assert torch.all(layer.theta_active >= 0)
+    assert torch.equal(layer.values.detach(), layer.theta_active * layer.sign_at(layer.active_idx))
+    # the CSR orders follow the slots: the sparse product equals the dense one
+    assert torch.equal(layer.layout().sorted_pos, layer.active_idx.sort().values)
+
+
+def test_dense_and_sparse_compute_make_the_same_choices_and_reach_the_same_theta():
+    """300 steps with turnover at every step, on the rejection path (layer 1: 5% active) and
+    the listing path (layer 2: 90% active), plus live K changes: identical pruned and revived
+    positions every step, theta equal within 1e-9 (float64; the products only differ in
+    summation order)."""
+    sizes, ks = (40, 50, 10), [100, 450]
+    compact, dense = compact_pair(sizes, ks, seed=3)
+    oc = DeepR(compact, lr=0.05, alpha=1e-2, temperature=1e-3, seed=11)
+    od = DeepR(dense, lr=0.05, alpha=1e-2, temperature=1e-3, seed=11)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(64, 40, generator=g, dtype=torch.float64)
+    y = torch.randint(10, (64,), generator=g)
+    turnover = 0
+    for step in range(300):
+        if step == 100:
+            for o in (oc, od):
+                o.set(k=[130, 400])
+        if step == 200:
+            for o in (oc, od):
+                o.set(k=[90, 430])
+        for model, opt in ((compact, oc), (dense, od)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        for lc, ld, ec, ed in zip(rewired_layers(compact), rewired_layers(dense),
+                                  oc.last_events, od.last_events):
+            assert torch.equal(ec["pruned"], ed["pruned"]), f"step {step}: pruning differs"
+            assert torch.equal(ec["activated"], ed["activated"]), f"step {step}: revival differs"
+            assert torch.equal(lc.active_idx, ld.active_idx)
+            theta_d, _ = ld.gather_active()
+            assert torch.allclose(lc.theta_active, theta_d, rtol=0, atol=1e-9), f"step {step}"
+            turnover += ec["pruned"].numel()
+    assert turnover > 1000, "the test needs rewiring to happen"
+    for lc, ld in zip(rewired_layers(compact), rewired_layers(dense)):
+        assert torch.allclose(lc.effective_weight(), ld.weight, rtol=0, atol=1e-9)
+
+
+def test_invariants_over_a_thousand_steps():
+    compact, _ = compact_pair((20, 30, 10), [60, 90], seed=1, dtype=torch.float32)
+    layers = rewired_layers(compact)
+    opt = DeepR(compact, lr=0.05, alpha=1e-3, temperature=1e-3, seed=1)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(64, 20, generator=g), torch.randint(10, (64,), generator=g)
+    turnover = 0
+    for _ in range(1000):
+        opt.zero_grad()
+        nn.functional.cross_entropy(compact(x), y).backward()
+        opt.step()
+        for layer, k, ev in zip(layers, [60, 90], opt.last_events):
+            assert_compact_consistent(layer, k)
+            revived = ev["activated"]
+            # revived at theta exactly 0; pruned (and not revived again) are gone
+            assert torch.all(layer.theta_at(revived) == 0)
+            gone = ev["pruned"][~torch.isin(ev["pruned"], revived)]
+            assert not torch.isin(gone, layer.active_idx).any()
+            assert ev["pruned"].numel() == revived.numel()
+            turnover += revived.numel()
+    assert turnover > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size,k", [(200, 20), (200, 180)])
+def test_revival_is_uniform_over_dormant_positions(size, k):
+    """All K die every step (zero gradient, L1 pushes theta = 0 below 0): K revived among all
+    dormant positions, the ones that just died included; chi-square against uniform (both the
+    rejection path and the listing path)."""
+    layer = SparseLinear(size // 10, 10, bias=False, k=k, compute="sparse",
+                         generator=torch.Generator().manual_seed(5))
+    opt = DeepR(nn.Sequential(layer), lr=1.0, alpha=1.0, temperature=0.0, seed=6)
+    counts = torch.zeros(size)
+    for _ in range(40_000 // k):
+        layer.values.grad = torch.zeros_like(layer.values)
+        opt.step()
+        ev = opt.last_events[0]
+        assert ev["activated"].numel() == k and ev["activated"].unique().numel() == k
+        counts += torch.bincount(ev["activated"], minlength=size)
+    p = stats.chisquare(counts.numpy()).pvalue
+    assert p > 1e-3, f"revival not uniform (chi-square p={p:.2g})"
+
+
+def test_hash_signs_are_fair_fixed_and_independent_of_neighbours():
+    pos = torch.arange(1_000_000) + 10**10 - 500_000  # across a 2^32 boundary too
+    s = position_signs(123, pos)
+    assert torch.equal(s, position_signs(123, pos))
+    plus = int((s > 0).sum())
+    assert stats.binomtest(plus, s.numel(), 0.5).pvalue > 1e-3
+    same_as_next = int((s[1:] == s[:-1]).sum())
+    assert stats.binomtest(same_as_next, s.numel() - 1, 0.5).pvalue > 1e-3
+    other = position_signs(124, pos)
+    assert stats.binomtest(int((s == other).sum()), s.numel(), 0.5).pvalue > 1e-3
+
+
+def test_signs_stay_fixed_for_life_through_death_and_revival():
+    layer = SparseLinear(20, 10, k=20, compute="sparse", generator=torch.Generator().manual_seed(0))
+    all_signs = layer.full_sign().clone()
+    opt = DeepR(nn.Sequential(layer), lr=1.0, alpha=1.0, temperature=0.0, seed=0)
+    for _ in range(50):
+        layer.values.grad = torch.zeros_like(layer.values)
+        opt.step()
+        assert torch.equal(layer.sign_active, all_signs.view(-1)[layer.active_idx])
+    assert torch.equal(layer.full_sign(), all_signs)
+
+
+def test_initialisation_follows_the_reference_scheme():
+    layer = SparseLinear(400, 300, k=20_000, compute="sparse", generator=torch.Generator().manual_seed(9))
+    assert layer.active_idx.unique().numel() == 20_000
+    assert torch.all(layer.active_idx[1:] > layer.active_idx[:-1])
+    # |w0| ~ |N(0, 1/n_in)|: Kolmogorov-Smirnov against the half-normal
+    p = stats.kstest(layer.theta_active.numpy(), stats.halfnorm(scale=1 / math.sqrt(400)).cdf).pvalue
+    assert p > 1e-3
+    # positions uniform: rows and columns equally used (chi-square)
+    rows = torch.bincount(layer.active_idx // 400, minlength=300).numpy()
+    assert stats.chisquare(rows).pvalue > 1e-3
+
+
+def test_forward_and_backward_match_the_dense_product():
+    layer = SparseLinear(50, 30, k=200, compute="sparse", generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    dense = layer.to_dense()
+    x = torch.randn(3, 7, 50, dtype=torch.float64)
+    xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ys, yd = layer(xs), dense(xd)
+    assert ys.shape == (3, 7, 30) and torch.allclose(ys, yd, atol=1e-12)
+    ys.pow(2).sum().backward()
+    yd.pow(2).sum().backward()
+    assert torch.allclose(xs.grad, xd.grad, atol=1e-12)
+    assert torch.allclose(layer.values.grad, dense.weight.grad.view(-1)[layer.active_idx], atol=1e-12)
+    assert torch.allclose(layer.bias.grad, dense.bias.grad, atol=1e-12)
+
+
+def test_meta_model_is_sparsified_without_the_dense_weight():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(100_000, 100_000), nn.ReLU(), nn.Linear(100_000, 10))
+    sparsify(model, k=[50_000, 1_000], compute="sparse", seed=0)
+    layers = rewired_layers(model)
+    assert all(isinstance(l, CompactLinear) for l in layers)
+    stored = sum(t.numel() for l in layers for t in [*l.parameters(), *l.buffers()])
+    assert stored < 500_000  # K-sized state and biases; the dense weight would be 10^10
+    assert layers[0].n_positions == 10**10
+    opt = DeepR(model, lr=0.1, alpha=1e-2, temperature=1e-4)
+    x = torch.randn(4, 100_000)
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
+        opt.step()
+    assert [l.k for l in layers] == [50_000, 1_000]
+
+
+def test_sparse_mode_refuses_what_it_cannot_do_in_o_k():
+    def model():
+        return sparsify(nn.Sequential(nn.Linear(20, 10)), connectivity=0.3, compute="sparse")
+    with pytest.raises(ValueError, match="soft-Deep R moves every dormant theta"):
+        SoftDeepR(model(), lr=0.1, alpha=1e-3, temperature=1e-3)
+    with pytest.raises(ValueError, match="SET does not support compute='sparse'"):
+        SET(model(), lr=0.1)
+    with pytest.raises(ValueError, match="global_k"):
+        DeepR(model(), lr=0.1, global_k=True)
+    with pytest.raises(ValueError, match="gradient must be 'sgd'"):
+        DeepR(model(), lr=0.1, gradient="adam")
+    opt = DeepR(model(), lr=0.1)
+    with pytest.raises(ValueError, match="gradient must be 'sgd'"):
+        opt.set(gradient="momentum")
+    with pytest.raises(ValueError, match="compute must be one of dense, sparse"):
+        SparseLinear(4, 4, k=2, compute="csr")
+    with pytest.raises(ValueError, match="nn.Linear layers only"):
+        sparsify(nn.Sequential(nn.Conv2d(1, 2, 3)), connectivity=0.5, compute="sparse")
+
+
+def test_foreign_write_to_values_is_detected():
+    model = sparsify(nn.Sequential(nn.Linear(20, 10)), connectivity=0.3, compute="sparse")
+    opt = DeepR(model, lr=0.1)
+    other = torch.optim.SGD(model.parameters(), lr=0.1)
+    nn.functional.cross_entropy(model(torch.randn(4, 20)), torch.tensor([0, 1, 2, 3])).backward()
+    other.step()
+    with pytest.raises(RuntimeError, match="changed outside its rewiring optimizer"):
+        opt.step()
+
+
+def test_state_dict_round_trip_restores_the_layer():
+    a = SparseLinear(30, 20, k=50, compute="sparse", generator=torch.Generator().manual_seed(1))
+    b = SparseLinear(30, 20, k=80, compute="sparse", generator=torch.Generator().manual_seed(2))
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(5, 30)
+    assert b.k == 50 and torch.equal(b.active_idx, a.active_idx)
+    assert torch.allclose(a(x), b(x))
+
+
+def test_session_trains_in_sparse_mode():
+    from deepr_engine.run.config import RunConfig
+    from deepr_engine.run.session import TrainingSession
+    cfg = RunConfig(hidden=[32, 16], connectivity=[0.2, 0.3, 0.5], compute="sparse",
+                    temperature=1e-4, alpha=1e-3, eval_every=100, seed=3)
+    s = TrainingSession(cfg)
+    before = s.evaluate()["test_acc"]
+    assert s.step(300) == 300
+    assert all(isinstance(l, CompactLinear) for l in s.layers)
+    assert s.evaluate()["test_acc"] > max(before, 0.5)
+    view = s.snapshot(full=False)
+    assert view.layers[0].k == s.layers[0].k and view.layers[0].shape == (32, 64)
+    assert sum(s.telemetry.total_pruned for _ in [0]) > 0
+    s.set_hyperparams(k=[300, 100, 60])
+    assert [l.k for l in s.layers] == [300, 100, 60]
+    with pytest.raises(ValueError, match="compute"):
+        RunConfig(compute="sparse", algorithm="soft-deepr").validate()
+    with pytest.raises(ValueError, match="compute"):
+        RunConfig(compute="dense-ish").validate()
