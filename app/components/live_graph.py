@@ -262,10 +262,13 @@ def _delta(data: GraphData, sent: _Sent, probe_steps: int = PROBE_STEPS) -> tupl
         was = _in_sorted(s.all_pos, l.active_pos)
         now_new = ~_in_sorted(l.active_pos, s.all_pos)
         pruned_all, added_all = s.all_pos[~was], l.active_pos[now_new]
+        # the engine's lists are events (a position probed twice counts twice); the set
+        # difference only sees the net change
+        n_pruned, n_added = len(pruned_all), len(added_all)
         if advanced and l.pruned is not None:
-            pruned_all = np.union1d(pruned_all, l.pruned)
+            n_pruned = max(n_pruned, len(l.pruned))
         if advanced and l.activated is not None:
-            added_all = np.union1d(added_all, l.activated)
+            n_added = max(n_added, len(l.activated))
         n_probes = 0
         if advanced and l.pruned is not None and l.pruned_lifetime is not None:
             n_probes = int((l.pruned_lifetime <= probe_steps).sum())
@@ -279,7 +282,7 @@ def _delta(data: GraphData, sent: _Sent, probe_steps: int = PROBE_STEPS) -> tupl
         life = np.where(rm_birth >= 0, data.step - rm_birth, -1)
         if l.pruned_lifetime is None:  # lifetimes from our own frames (a frame's steps apart)
             n_probes = int(((life >= 0) & (life <= probe_steps)).sum())
-        counts.append([int(len(pruned_all)), int(len(added_all)), n_probes])
+        counts.append([int(n_pruned), int(n_added), min(n_probes, int(n_pruned))])
         if l.pruned is not None and l.pruned_lifetime is not None and len(l.pruned) == len(l.pruned_lifetime):
             known = dict(zip(l.pruned.tolist(), l.pruned_lifetime.tolist()))
             life = np.array([known.get(p, x) for p, x in zip(rm.tolist(), life.tolist())], dtype=np.int64)

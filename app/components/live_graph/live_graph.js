@@ -297,7 +297,8 @@ function drawAnimInner(S, now) {
   for (const g of groups.values()) {
     ctx.globalAlpha = 1 - (g.band + 0.5) / 10;
     ctx.strokeStyle = S.pal[g.kind];
-    ctx.lineWidth = g.kind === "probe" ? 1.4 : 2.6;
+    // deaths of established connections stand out; revivals (most die as probes) less so
+    ctx.lineWidth = g.kind === "death" ? 2.8 : g.kind === "added" ? 1.6 : 1.4;
     ctx.setLineDash(g.kind === "probe" ? [2, 3] : []);
     ctx.stroke(g.path);
   }
