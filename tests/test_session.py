@@ -115,9 +115,9 @@ def test_session_steps_learns_and_logs_changes():
     s = TrainingSession(small(lr=0.1))
     assert s.step(600) == 600 and s.step_count == 600
     assert s.last["test_acc"] > 0.6
-    s.set_hyperparams(temperature=1e-5, alpha=2e-4, k=[100, 50, 40], batch_size=16)
+    s.set_hyperparams(temperature=1e-4, alpha=2e-4, k=[100, 50, 40], batch_size=16)
     assert [l.k for l in s.layers] == [100, 50, 40] and s.batcher.batch_size == 16
-    assert s.optimizer.rewired_groups[0]["temperature"] == 1e-5
+    assert s.optimizer.rewired_groups[0]["temperature"] == 1e-4
     names = [c[1] for c in s.telemetry.changes]
     assert {"temperature", "alpha", "k", "batch_size"} <= set(names)
     assert all(c[0] == 600 for c in s.telemetry.changes)

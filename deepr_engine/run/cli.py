@@ -62,6 +62,8 @@ FIELD_HELP: dict[str, tuple[str, object]] = {
     "theta_min": ("soft-Deep R's floor for theta (0 = rule of thumb from the connectivity)",
                   (None, 0.0, False)),
     "global_k": ("one K for the whole network instead of one per layer", "true or false"),
+    "global_revive": ("with global_k: revive uniformly over the network, or split revivals in "
+                      "proportion to each layer's initial K", "uniform, proportional"),
     "gradient": ("gradient term of the update", "sgd, momentum, adam"),
     "batch_size": ("examples per step", (1, 100_000, False)),
     "update_every": ("SET / RigL: steps between mask updates (magnitude: between pruning "
