@@ -35,7 +35,7 @@ def _algorithms() -> str:
 # What each RunConfig flag means; (low, high, open low) is the range RunConfig.validate()
 # allows (tests/test_cli.py probes both ends), a string lists the choices.
 FIELD_HELP: dict[str, tuple[str, object]] = {
-    "dataset": ("data set", "digits, spiral, moons, circles, xor, blobs, mnist, fashion-mnist"),
+    "dataset": ("data set", "DATASETS"),
     "n_samples": ("examples generated (2-D sets only)", (20, 1_000_000, False)),
     "noise": ("label noise / spread of the 2-D sets", (0.0, 10.0, False)),
     "data_root": ("folder with the MNIST / Fashion-MNIST IDX files ('' = $DEEPR_DATA or "
@@ -44,7 +44,10 @@ FIELD_HELP: dict[str, tuple[str, object]] = {
     "val_fraction": ("share of the training data held out (seeded) as a validation split; "
                      "sweeps select on it", (0.0, 0.5, False)),
     "model": ("network kind", "mlp, conv (two rewired conv layers; image data)"),
-    "hidden": ("hidden layer sizes, comma-separated", "up to 8 sizes, each 1-4096"),
+    "hidden": ("hidden layer sizes, comma-separated", "up to 8 sizes, each 1-4096 (up to 1000000 "
+               "with compute sparse)"),
+    "compute": ("how rewired layers compute: full-size dense weights, or K-sized sparse ones (Deep "
+                "R, MLP only; for very wide layers)", "dense, sparse"),
     "activation": ("hidden unit nonlinearity", "relu, tanh, sigmoid"),
     "bias": ("dense (never rewired) biases in every layer", "true or false"),
     "connectivity": ("fraction of each rewired layer's positions active (K): one value for all "
@@ -84,6 +87,9 @@ FIELD_HELP: dict[str, tuple[str, object]] = {
 
 def _range_text(spec) -> str:
     if isinstance(spec, str):
+        if spec == "DATASETS":
+            from .data import DATASETS
+            return ", ".join(DATASETS)
         return _algorithms() if spec == "ALGORITHMS" else spec
     low, high, low_open = spec
     lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"

@@ -33,7 +33,7 @@ import numpy as np
 from .config import RunConfig
 
 RESULT_COLUMNS = ["seed", "val_acc", "test_acc", "connectivity", "turnover", "status", "seconds",
-                  "steps_done", "dead_outputs", "note", "key"]
+                  "steps_done", "dead_outputs", "cpu_seconds", "note", "key"]
 FINISHED = ("ok", "diverged", "stopped")   # "error" trials run again on a re-run
 REPORTS = 10                               # progress points per trial (ASHA rungs, turnover window)
 DEFAULT_VAL_FRACTION = 0.2
@@ -226,7 +226,7 @@ def run_trial(config: dict, report=None) -> dict:
     import torch
 
     torch.set_num_threads(1)   # one thread per trial: oversubscribed threads are ~100x slower
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         from .session import TrainingSession
         cfg = RunConfig.from_dict(config)
@@ -245,11 +245,13 @@ def run_trial(config: dict, report=None) -> dict:
             if report is not None and m in report_at:
                 report(_row(s, pruned_at, window, "ok", "", time.perf_counter() - t0))
         status = "diverged" if s.paused_reason else "ok"
-        return _row(s, pruned_at, window, status, s.paused_reason or "", time.perf_counter() - t0)
+        return _row(s, pruned_at, window, status, s.paused_reason or "", time.perf_counter() - t0) | {
+            "cpu_seconds": time.process_time() - c0}
     except Exception as exc:  # a failed trial is a row, not a crashed sweep
         return {"val_acc": float("nan"), "test_acc": float("nan"), "connectivity": float("nan"),
                 "turnover": float("nan"), "status": "error", "seconds": time.perf_counter() - t0,
-                "steps_done": 0, "dead_outputs": -1, "note": f"{type(exc).__name__}: {exc}"[:300]}
+                "steps_done": 0, "dead_outputs": -1, "cpu_seconds": time.process_time() - c0,
+                "note": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def _row(s, pruned_at: dict, window: int, status: str, note: str, seconds: float) -> dict:
