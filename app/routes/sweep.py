@@ -248,7 +248,7 @@ def results_view(out: Path, running: bool) -> None:
     lines = log.read_text(errors="replace").splitlines() if log.exists() else []
     head = next((ln for ln in lines if ln.startswith("sweep: ")), "")
     st.caption(f"{out} · {'running' if running else 'not running'} · {len(df)} trials finished"
-               + (f" · {head[7:]}" if head else ""))
+               + (f" of {head.split()[1]}" if head else ""))
     if not running and any(ln.startswith(("Traceback", "error:")) for ln in lines[-40:]):
         st.error("The sweep process failed: " + lines[-1])
     with st.expander("Progress log"):
@@ -259,8 +259,10 @@ def results_view(out: Path, running: bool) -> None:
     shown = df.drop(columns=[c for c in ("key", "note") if c in df])
     shown = shown.sort_values("val_acc", ascending=False, na_position="last") if "val_acc" in shown else shown
     st.markdown("**Trials** (best validation accuracy first; select a row to open it on the Dashboard)")
+    numbers = {c: st.column_config.NumberColumn(c, format="%.4g") for c in shown.columns
+               if c not in ("seed", "steps_done", "dead_outputs") and shown[c].dtype.kind == "f"}
     event = st.dataframe(shown, width="stretch", hide_index=True, on_select="rerun",
-                         selection_mode="single-row", key=f"sw_table_{out.name}")
+                         selection_mode="single-row", key=f"sw_table_{out.name}", column_config=numbers)
     picked = event.selection.rows if event is not None and hasattr(event, "selection") else []
     if picked:
         row = df.loc[shown.index[picked[0]]]
