@@ -1,9 +1,12 @@
 """The dashboard's setup in the URL: parse query parameters into a RunConfig plus UI settings
-(bad values become messages and are ignored), and write them back."""
+(bad values become messages and are ignored), and write them back. Methods come from the
+algorithm registry (any registered name is accepted); `run=<id>` names the tab's run so that a
+reload finds it again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deepr_engine.run import registry
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 
 # URL key -> RunConfig field (lists comma-separated)
@@ -11,7 +14,9 @@ CONFIG_KEYS = {"dataset": "dataset", "hidden": "hidden", "algo": "algorithm", "s
                "lr": "lr", "alpha": "alpha", "T": "temperature", "conn": "connectivity",
                "batch": "batch_size", "theta_min": "theta_min", "noise": "noise", "act": "activation",
                "model": "model", "n": "n_samples", "dist": "distribution", "every": "update_every",
-               "zeta": "drop_fraction", "t_end": "t_end", "prune_at": "prune_at", "steps": "steps"}
+               "zeta": "drop_fraction", "t_end": "t_end", "prune_at": "prune_at",
+               "prune_events": "prune_events", "l1thr": "l1_threshold", "steps": "steps"}
+URL_KEY = {fname: key for key, fname in CONFIG_KEYS.items()}  # RunConfig field -> URL key
 UI_KEYS = {"spf": int, "speed": float}
 
 
@@ -20,6 +25,7 @@ class UISettings:
     preset: str = "digits-demo"
     steps_per_frame: int = 10
     max_steps_per_second: float = 0.0
+    run_id: str = ""               # the tab's run (BackgroundSession.run_id), for reloads
     errors: list[str] = field(default_factory=list)
 
 
@@ -39,6 +45,7 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
         ui.errors.append(f"URL parameter preset: must be one of {', '.join(PRESETS)}; got {name!r}")
         name = "digits-demo"
     ui.preset = name
+    ui.run_id = params.get("run", "")
     cfg = preset(name)
     for key, fname in CONFIG_KEYS.items():
         if key not in params:
@@ -72,15 +79,17 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
     return cfg, ui
 
 
-def to_query(cfg: RunConfig, ui: UISettings, lr: float | None = None, alpha: float | None = None,
-             temperature: float | None = None, k_conn: list[float] | None = None,
-             batch_size: int | None = None) -> dict[str, str]:
-    """Live values (lr, alpha, T, connectivity, batch) override the config's starting ones."""
+def to_query(cfg: RunConfig, ui: UISettings, **live) -> dict[str, str]:
+    """Live values (RunConfig field names: lr, alpha, temperature, connectivity as the K
+    target, batch_size, ...) override the config's starting ones."""
     vals = cfg.to_dict()
-    live = {"lr": lr, "alpha": alpha, "temperature": temperature, "connectivity": k_conn,
-            "batch_size": batch_size}
+    unknown = sorted(set(live) - set(vals))
+    if unknown:
+        raise ValueError(f"to_query: unknown field(s) {unknown}; allowed: RunConfig fields")
     vals.update({k: v for k, v in live.items() if v is not None})
     out = {"preset": ui.preset}
+    if ui.run_id:
+        out["run"] = ui.run_id
     for key, fname in CONFIG_KEYS.items():
         v = vals[fname]
         out[key] = ",".join(_num(x) for x in v) if isinstance(v, list) else _num(v)
@@ -95,9 +104,11 @@ def _num(v) -> str:
     return str(v)
 
 
-# -- the Compare page: a shared setup plus 2-4 runs, each an algorithm with its own lr (and
-# alpha / T where the method has them): runs=deepr,set&r1_lr=0.1&r0_T=1e-5
-RUN_KEYS = {"lr": "lr", "alpha": "alpha", "T": "temperature"}
+# -- the Compare page: a shared setup plus 2-4 runs, each an algorithm with its own lr and its
+# own hyperparameters (the registry's fields of that method): runs=deepr,set&r1_lr=0.1&r0_T=1e-5
+RUN_FIELDS = ("lr", "alpha", "temperature", "update_every", "drop_fraction", "t_end", "prune_at",
+              "prune_events", "l1_threshold")
+RUN_KEYS = {URL_KEY[f]: f for f in RUN_FIELDS}
 DEFAULT_RUNS = ["deepr", "soft-deepr", "set", "rigl"]
 
 
@@ -108,13 +119,12 @@ class RunSpec:
 
 
 def compare_from_query(params: dict[str, str]) -> tuple[RunConfig, list[RunSpec], UISettings]:
-    from deepr_engine.run.config import ALGORITHMS
-    base, ui = from_query({k: v for k, v in params.items() if k not in ("algo", "runs")})
+    base, ui = from_query({k: v for k, v in params.items() if k not in ("algo", "runs", "run")})
     names = [a for a in params.get("runs", ",".join(DEFAULT_RUNS[:3])).split(",") if a.strip()]
-    bad = [a for a in names if a not in ALGORITHMS]
+    bad = [a for a in names if a not in registry.names()]
     if bad or not 2 <= len(names) <= 4:
-        ui.errors.append(f"URL parameter runs: 2 to 4 of {', '.join(ALGORITHMS)}, comma-separated; "
-                         f"got {params.get('runs')!r}")
+        ui.errors.append(f"URL parameter runs: 2 to 4 of {', '.join(registry.names())}, "
+                         f"comma-separated; got {params.get('runs')!r}")
         names = DEFAULT_RUNS[:3]
     specs = []
     for i, name in enumerate(names):
@@ -124,7 +134,10 @@ def compare_from_query(params: dict[str, str]) -> tuple[RunConfig, list[RunSpec]
             if text is None:
                 continue
             try:
-                value = float(text)
+                current = getattr(base, fname)
+                value = type(current)(float(text)) if isinstance(current, int) else float(text)
+                if isinstance(current, int) and value != float(text):
+                    raise ValueError(f"must be a whole number, got {text!r}")
                 base.replace(**{fname: value})  # validates
                 spec.overrides[fname] = value
             except (ValueError, TypeError) as exc:
@@ -134,7 +147,7 @@ def compare_from_query(params: dict[str, str]) -> tuple[RunConfig, list[RunSpec]
 
 
 def compare_to_query(base: RunConfig, specs: list[RunSpec], ui: UISettings) -> dict[str, str]:
-    out = to_query(base, ui)
+    out = to_query(base, UISettings(ui.preset, ui.steps_per_frame, ui.max_steps_per_second))
     out.pop("algo", None)
     out["runs"] = ",".join(s.algorithm for s in specs)
     for i, spec in enumerate(specs):

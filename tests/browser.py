@@ -61,3 +61,36 @@ def launch(playwright):
 def step_counter(page) -> int:
     text = page.locator("#step-counter").first.inner_text(timeout=30_000)
     return int(text.replace(",", ""))
+
+
+def url_of(page) -> str:
+    """The address bar now (page.url is only refreshed while Playwright handles events)."""
+    return page.evaluate("location.href")
+
+
+def wait_for(condition, timeout: float = 30.0, every: float = 0.3) -> None:
+    """Poll until condition() is true; AssertionError after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # the page is between reruns
+            pass
+        time.sleep(every)
+    assert condition(), "condition not met in time"
+
+
+def choose(page, label: str, option: str, tries: int = 3) -> None:
+    """Pick an option of a Streamlit selectbox by its label (again if a rerun closed the list
+    before the click landed)."""
+    for _ in range(tries):
+        box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+        box.click()
+        try:
+            page.locator('[role="option"]').filter(has_text=option).first.click(timeout=5_000)
+        except Exception:
+            page.keyboard.press("Escape")
+            continue
+        return
+    raise AssertionError(f"could not choose {option!r} in {label!r}")

@@ -1,5 +1,6 @@
-"""The dashboard: app logic with Streamlit's AppTest, and one real-browser run (Playwright +
-Debian's chromium) that presses Play, waits for training and moves a slider."""
+"""The app: page logic with Streamlit's AppTest, the pure chart and URL code directly, and the
+flows that need a browser (preset switch, upload of another setup's checkpoint, reload) in
+Playwright + Debian's chromium (marked `browser`)."""
 import os
 import shutil
 import time
@@ -9,7 +10,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app.urlstate import from_query, to_query
+from app.charts import changes, figures, graph, raster
+from app.charts.palette import LIGHT, font
+from app.urlstate import compare_from_query, from_query, to_query
+from deepr_engine.run import registry
+from deepr_engine.run.config import preset
+from deepr_engine.run.session import TrainingSession
 
 MAIN = str(Path(__file__).resolve().parents[1] / "app" / "main.py")
 
@@ -23,164 +29,305 @@ def app(query: dict | None = None) -> AppTest:
     return at
 
 
-def frame(at):
-    """The tab's run as the page sees it (the run itself lives in its own process)."""
-    return at.session_state["run"].frame()
+def state(at):
+    return at.session_state["dashboard"]
 
 
-def test_step_buttons_advance_the_counter():
+def view(at):
+    """The frame the page drew last (the run itself lives in its own process)."""
+    return state(at).frame
+
+
+def query(at) -> dict:
+    return {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+
+
+@pytest.fixture
+def closing():
+    """Runs started by a test end with it."""
+    ats = []
+    yield ats.append
+    for at in ats:
+        for key in ("dashboard", "compare"):
+            if key in at.session_state:
+                s = at.session_state[key]
+                for r in ([s.run] if key == "dashboard" else s.runs):
+                    if r is not None:
+                        r.close()
+
+
+# -- dashboard ------------------------------------------------------------------------------
+def test_step_buttons_and_one_frame_per_rerun(closing):
     at = app()
-    assert frame(at).step == 0
+    closing(at)
+    assert view(at).step == 0
+    assert {m.label: m.value for m in at.metric}["Train loss"] == "—"  # no loss before a step
     at.button(key="step10").click().run()
-    assert frame(at).step == 10
+    assert view(at).step == 10
+    run, calls = state(at).run, []
+    original = run.frame
+    run.frame = lambda: calls.append(1) or original()
     at.button(key="step1").click().run()
-    assert frame(at).step == 11
-    assert "Step" in [m.label for m in at.metric]
+    assert view(at).step == 11 and len(calls) == 1  # the page and its live fragment share it
+    assert {m.label: m.value for m in at.metric}["Step"] == "11"
 
 
-def test_live_sliders_change_the_sessions_hyperparameters_without_reset():
+def test_live_controls_send_only_what_moved_and_the_url_follows(closing):
     at = app()
+    closing(at)
     at.button(key="step10").click().run()
-    gen = at.session_state["gen"]
-    at.select_slider(key=f"T{gen}").set_value(1e-4).run()
-    at.select_slider(key=f"alpha{gen}").set_value(3e-3).run()
-    at.slider(key=f"conn0_{gen}").set_value(0.1).run()
-    f = frame(at)
-    assert f.step == 10  # no reset
-    assert f.hyperparams["temperature"] == 1e-4
-    assert f.hyperparams["alpha"] == 3e-3
-    assert f.layers[0]["k"] == round(0.1 * f.layers[0]["n_positions"])
-    assert {c[1] for c in f.telemetry.changes} >= {"temperature", "alpha", "k"}
-    assert at.query_params["T"] == ["0.0001"] or at.query_params["T"] == "0.0001"
+    g = state(at).gen
+    at.select_slider(key=f"temperature{g}").set_value(1e-4).run()
+    at.select_slider(key=f"alpha{g}").set_value(2e-3).run()
+    at.slider(key=f"conn0_{g}").set_value(0.1).run()
+    f = view(at)
+    assert f.step == 10 and state(at).gen == g  # no new run
+    assert f.hyperparams["temperature"] == 1e-4 and f.hyperparams["alpha"] == 2e-3
+    assert f.layers[0].k == round(0.1 * f.layers[0].n_positions)
+    assert {c[1] for c in f.telemetry.changes} == {"temperature", "alpha", "k"}
+    q = query(at)
+    assert q["T"] == "0.0001" and q["alpha"] == "0.002" and q["conn"].startswith("0.1,")
 
 
-def test_bad_typed_k_shows_an_error_and_the_run_keeps_its_settings():
+def test_every_control_has_help_from_the_registry(closing):
+    for algo in ("soft-deepr", "set", "magnitude", "l1"):  # together every control
+        at = app({"algo": algo})
+        closing(at)
+        g = state(at).gen
+        live = registry.get(algo).controls
+        for field in live:
+            widget = at.get("select_slider") + at.get("number_input") + at.get("slider")
+            found = [x for x in widget if x.key == f"{field}{g}"]
+            assert found, (algo, field)
+            assert found[0].help == registry.CONTROLS[field].help
+        for x in at.get("slider") + at.get("text_input"):
+            if x.key and x.key.startswith(("conn", "ktext", "spf")):
+                assert x.help, x.key
+        keys = {x.key for x in at.get("select_slider")}
+        assert (f"temperature{g}" in keys) == ("temperature" in live)
+
+
+def test_exact_k_updates_sliders_and_captions_in_the_same_rerun(closing):
     at = app()
-    gen = at.session_state["gen"]
-    ks = frame(at).hyperparams["k"]
-    at.text_input(key=f"ktext{gen}").input("5,nope,3").run()
-    assert any("K" in e.value for e in at.error)
-    at.text_input(key=f"ktext{gen}").input("999999,1,1").run()
+    closing(at)
+    g = state(at).gen
+    ks = view(at).hyperparams["k"]
+    at.text_input(key=f"ktext{g}").input("5,nope,3").run()
+    assert any("K: comma-separated" in e.value for e in at.error)
+    at.text_input(key=f"ktext{g}").input("999999,1,1").run()
     assert any("k[0]" in e.value for e in at.error)
-    assert frame(at).hyperparams["k"] == ks
-    at.text_input(key=f"ktext{gen}").input("100,50,40").run()
-    assert frame(at).hyperparams["k"] == [100, 50, 40]
+    assert view(at).hyperparams["k"] == ks
+    at.text_input(key=f"ktext{g}").input("100,50,40").run()
+    f = view(at)
+    assert f.hyperparams["k"] == [100, 50, 40]
+    captions = [c.value for c in at.caption]
+    assert f"Layer 0: K = 100 of {f.layers[0].n_positions:,}" in captions
+    assert at.slider(key=f"conn0_{g}").value == round(100 / f.layers[0].n_positions, 3)
+    assert query(at)["conn"].split(",")[0] == f"{100 / f.layers[0].n_positions:.6g}"
 
 
-def test_url_parameters_set_up_the_run_and_round_trip():
+def test_preset_switch_gives_exactly_that_preset_and_a_failed_one_keeps_the_selector(closing):
+    at = app({"seed": "5", "hidden": "20"})
+    closing(at)
+    at.selectbox(key=f"preset{state(at).gen}").set_value("spiral-demo").run()
+    f, g = view(at), state(at).gen
+    assert f.config.to_dict() == preset("spiral-demo").to_dict()
+    shown = {"dataset": at.selectbox(key=f"dataset{g}").value, "hidden": at.text_input(key=f"hidden{g}").value,
+             "algorithm": at.selectbox(key=f"algorithm{g}").value, "seed": at.number_input(key=f"seed{g}").value,
+             "lr": at.select_slider(key=f"lr{g}").value}
+    p = preset("spiral-demo")
+    assert shown == {"dataset": "spiral", "hidden": ",".join(map(str, p.hidden)), "algorithm": p.algorithm,
+                     "seed": p.seed, "lr": p.lr}
+    at.selectbox(key=f"preset{g}").set_value("paper-mnist").run()  # no MNIST files here
+    assert any("Setup not applied" in e.value for e in at.error)
+    assert state(at).gen == g and view(at).config.dataset == "spiral"
+    assert at.selectbox(key=f"preset{g}").value == "spiral-demo"
+    at.selectbox(key=f"preset{g}").set_value("soft-deepr-mnist").run()
+    assert at.selectbox(key=f"preset{g}").value == "spiral-demo"
+
+
+def test_url_sets_up_the_run_round_trips_and_stores_the_run_id(closing):
     at = app({"preset": "spiral-demo", "lr": "0.2", "T": "1e-05", "hidden": "8,8", "seed": "3"})
-    f = frame(at)
+    closing(at)
+    f = view(at)
     assert f.config.dataset == "spiral" and f.config.hidden == [8, 8] and f.config.seed == 3
     assert f.hyperparams["lr"] == 0.2 and f.hyperparams["temperature"] == 1e-5
-    q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
+    q = query(at)
+    assert q["run"] == state(at).run.run_id
     cfg, ui = from_query(q)
-    assert not ui.errors
-    assert cfg.to_dict() == f.config.replace(lr=0.2, temperature=1e-5).to_dict() | {
-        "connectivity": cfg.connectivity, "eval_every": cfg.eval_every, "steps": cfg.steps}
+    assert not ui.errors and ui.run_id == q["run"]
+    assert cfg.to_dict() == f.config.replace(lr=0.2).to_dict()
 
 
-def test_bad_url_values_show_errors_and_fall_back():
-    at = app({"lr": "-3", "preset": "nope", "T": "abc"})
+def test_bad_url_values_show_errors_and_fall_back(closing):
+    at = app({"lr": "-3", "preset": "nope", "T": "abc", "algo": "nope"})
+    closing(at)
     msgs = " ".join(e.value for e in at.error)
-    assert "lr" in msgs and "preset" in msgs and "T" in msgs
-    assert frame(at).config.dataset == "digits"
+    assert "lr" in msgs and "preset" in msgs and "T" in msgs and "algo" in msgs
+    assert view(at).config.dataset == "digits"
 
 
+def test_reload_with_the_run_id_continues_and_a_gone_run_says_so(closing):
+    at = app()
+    closing(at)
+    at.button(key="step100").click().run()
+    run_id = state(at).run.run_id
+    again = app(query(at))  # a reload: a new session with the same URL
+    closing(again)
+    assert state(again).run is state(at).run and view(again).step == 100
+    gone = app(query(at) | {"run": "0" * 32})
+    closing(gone)
+    assert view(gone).step == 0 and state(gone).run.run_id != run_id
+    assert any("is gone" in i.value for i in gone.info)
+
+
+def test_loading_a_checkpoint_of_another_setup_continues_it(closing):
+    at = app()
+    closing(at)
+    s = TrainingSession(preset("spiral-demo").replace(seed=7))
+    s.step(30)
+    from deepr_engine.run import checkpoint
+    assert state(at).load(checkpoint.to_bytes(s))
+    at.run()
+    f, g = view(at), state(at).gen
+    assert f.step == 30 and f.config.dataset == "spiral" and f.config.seed == 7
+    assert any(i.value.startswith("loaded: step 30, Deep R on spiral") for i in at.info)
+    assert at.selectbox(key=f"dataset{g}").value == "spiral" and at.number_input(key=f"seed{g}").value == 7
+    assert not state(at).load(b"not a checkpoint")
+    assert state(at).upload_error and view(at).step == 30
+
+
+def test_soft_deepr_reruns_send_nothing_the_user_did_not_move(closing):
+    at = app({"algo": "soft-deepr"})
+    closing(at)
+    at.button(key="step100").click().run()
+    at.button(key="step100").click().run()
+    assert list(view(at).telemetry.changes) == []
+
+
+def test_url_keeps_the_k_target_of_methods_that_reach_it_later(closing):
+    at = app({"algo": "magnitude", "conn": "0.2,0.3,0.5"})
+    closing(at)
+    f = view(at)
+    assert sum(l.k for l in f.layers) == sum(l.n_positions for l in f.layers)  # dense until pruning
+    assert query(at)["conn"] == "0.2,0.3,0.5"
+    assert any("target" in c.value for c in at.caption)
+
+
+def test_model_kind_is_selectable_and_the_caption_names_the_real_layers(closing):
+    at = app()
+    closing(at)
+    at.segmented_control(key=f"model{state(at).gen}").set_value("conv").run()
+    assert view(at).config.model == "conv"
+    assert any("conv" in c.value and "→" in c.value for c in at.caption)
+
+
+def test_a_dead_training_process_is_reported_and_can_be_started_again(closing):
+    at = app()
+    closing(at)
+    at.button(key="step10").click().run()
+    run = state(at).run
+    run.process.kill()
+    run.process.join(5)
+    at.run()
+    assert any("ended unexpectedly" in e.value for e in at.error)
+    at.button(key="restart").click().run()
+    assert state(at).run is not run and view(at).step == 0
+
+
+# -- the URL parser and the registry ----------------------------------------------------------
 def test_url_round_trip_pure():
     cfg, ui = from_query({"preset": "digits-demo", "conn": "0.1,0.2,0.3", "algo": "soft-deepr"})
-    q = to_query(cfg, ui)
-    cfg2, ui2 = from_query(q)
+    cfg2, ui2 = from_query(to_query(cfg, ui))
     assert cfg2.to_dict() == cfg.to_dict() and not ui2.errors
+    cfg, ui = from_query({"preset": "digits-demo", "hidden": "100"})
+    assert not ui.errors and cfg.connectivity == [0.2]
 
 
-def test_algorithm_switch_starts_a_soft_deepr_run():
-    at = app()
-    at.selectbox(key="algorithm").set_value("soft-deepr").run()
-    assert frame(at).config.algorithm == "soft-deepr"
-    assert at.session_state["gen"] == 2
+def test_url_parser_accepts_any_registered_method():
+    from deepr_engine.optim import StaticSparse
+    cfg, ui = from_query({"algo": "toy-static"})
+    assert ui.errors and "toy-static" in ui.errors[0]
+    registry.register(registry.Algorithm("toy-static", "Toy", StaticSparse))
+    try:
+        cfg, ui = from_query({"algo": "toy-static"})
+        assert not ui.errors and cfg.algorithm == "toy-static"
+        base, specs, ui = compare_from_query({"runs": "deepr,toy-static"})
+        assert not ui.errors and [s.algorithm for s in specs] == ["deepr", "toy-static"]
+    finally:
+        registry.unregister("toy-static")
+    base, specs, ui = compare_from_query({"runs": "deepr,toy-static"})
+    assert ui.errors
 
 
-def test_reruns_send_nothing_the_user_did_not_move():
-    # soft-Deep R's K drifts while it trains: a rerun must not push the slider's old K back
-    at = app({"algo": "soft-deepr"})
-    at.button(key="step100").click().run()
-    at.button(key="step100").click().run()
-    f = frame(at)
-    assert f.hyperparams["k"] != [round(c * l["n_positions"]) for c, l in
-                                  zip(f.config.layer_connectivity(), f.layers)]  # it drifted
-    assert list(f.telemetry.changes) == []
+# -- charts -----------------------------------------------------------------------------------
+def _session_view(steps=60, **changes_):
+    s = TrainingSession(preset("digits-demo").replace(**changes_))
+    s.step(steps)
+    return s, s.snapshot()
 
 
-def test_comparison_methods_show_only_their_own_controls():
-    at = app({"algo": "set"})
-    gen = at.session_state["gen"]
-    keys = {w.key for w in at.select_slider}
-    assert f"lr{gen}" in keys and f"T{gen}" not in keys and f"alpha{gen}" not in keys
-    at.slider(key=f"conn0_{gen}").set_value(0.05).run()
-    f = frame(at)
-    assert f.layers[0]["k"] == round(0.05 * f.layers[0]["n_positions"])
-    at = app({"algo": "dense"})
-    assert not [w for w in at.slider if w.key and w.key.startswith("conn")]
+def test_event_trail_keeps_every_event_fades_and_tells_probes_apart():
+    s, v = _session_view(200)
+    n_pruned = sum(len(l.pruned) for l in v.layers)
+    assert n_pruned > 0
+    trail = graph.EventTrail()
+    trail.add(v.layers, now=100.0)
+    kinds = {k: sum(len(p) for _, kk, p, _ in trail.fading(100.0) if kk == k) for k in graph.KINDS}
+    ages = np.concatenate([l.pruned_age for l in v.layers])
+    assert kinds["probe"] == int((ages < graph.PROBE_STEPS).sum())
+    assert kinds["died"] == int((ages >= graph.PROBE_STEPS).sum())
+    assert kinds["revived"] == sum(len(l.activated) for l in v.layers)
+    strengths = [x[3] for x in trail.fading(100.5)]
+    assert strengths and all(0.4 < x < 0.6 for x in strengths)
+    assert trail.fading(100.0 + graph.FADE_S + 0.01) == []
+    rates = trail.rates(len(v.layers), now=101.0)
+    assert rates["died"].sum() + rates["probe"].sum() == pytest.approx(n_pruned / graph.RATE_WINDOW_S)
 
 
-# -- real browser ---------------------------------------------------------------------------
-browser = pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"),
-                             reason="chromium is not installed")
+def test_first_layer_gets_the_widest_gap_beside_the_image_grid():
+    s, v = _session_view(0)
+    lay = graph.layout_for(v.layers, 64, (8, 8))
+    cols = sorted(set(np.round(lay.xy[64:, 0], 4)))
+    gaps = np.diff([0.17] + cols)
+    assert gaps[0] == max(gaps) and gaps[0] > 0.3
 
 
-@browser
-@pytest.mark.browser
-def test_end_to_end_in_chromium(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch, step_counter, streamlit_app
-    with streamlit_app() as url, sync_playwright() as p:
-        b = launch(p)
-        page = b.new_page(viewport={"width": 1500, "height": 1400})
-        page.goto(url + "/?preset=digits-demo")
-        page.wait_for_selector("text=DeepR Studio", timeout=60_000)
-        assert step_counter(page) == 0
-        page.get_by_role("button", name="Play").click()
-        deadline = time.time() + 60
-        while time.time() < deadline and step_counter(page) < 50:
-            time.sleep(0.3)
-        assert step_counter(page) >= 50
-        page.wait_for_selector("img", timeout=30_000)  # the live charts are images while playing
-        page.get_by_role("button", name="Pause").click()
-        page.wait_for_selector(".js-plotly-plot", timeout=60_000)  # interactive when paused
-        # move the temperature slider with the keyboard and check the URL follows
-        slider = page.locator('input[aria-label="Temperature T"]')
-        assert "T=1e-06" in page.url
-        time.sleep(2)  # let the rerun after Pause settle before touching the slider
-        for _ in range(3):  # a key press that lands during a rerun can be dropped: retry
-            slider.evaluate("el => el.focus()")
-            page.keyboard.press("ArrowRight")  # one notch up: 1e-06 -> 3e-06
-            deadline = time.time() + 10
-            while time.time() < deadline and "T=1e-06" in page.url:
-                time.sleep(0.3)
-            if "T=1e-06" not in page.url:
-                break
-        # the session took it: the URL is written from the session's hyperparameters
-        assert "T=3e-06" in page.url or "T=1e-05" in page.url
-        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-        shot_dir = os.environ.get("DEEPR_SCREENSHOTS")
-        if shot_dir:
-            page.screenshot(path=os.path.join(shot_dir, "dashboard.png"), full_page=True)
-        # the Compare page: Play all runs both methods to the step budget
-        page.goto(url + "/compare?runs=deepr,rigl&steps=150&hidden=32&conn=0.1")
-        page.wait_for_selector("#step-counter", timeout=60_000)
-        assert page.locator("#step-counter").first.inner_text() == "0,0"
-        page.get_by_role("button", name="Play all").click()
-        deadline = time.time() + 60
-        while time.time() < deadline and page.locator("#step-counter").first.inner_text() != "150,150":
-            time.sleep(0.3)
-        assert page.locator("#step-counter").first.inner_text() == "150,150"
-        page.wait_for_selector("button:has-text('Play all')", timeout=30_000)  # both stopped
-        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
-        b.close()
+def test_change_markers_cover_the_whole_run_with_readable_labels():
+    s = TrainingSession("digits-demo")
+    for i in range(30):
+        s.step(5)
+        s._last_change.clear()  # as if each change came more than a second apart
+        s.set_hyperparams(temperature=1e-6 * (i + 2))
+    tel = s.snapshot().telemetry
+    assert len(tel.changes) == 30
+    fig = figures.accuracy_figure(tel)
+    assert len([x for x in fig.layout.shapes if x.type == "line"]) == 30
+    assert changes.label(tel.changes[0]) == "T 1e-05 → 2e-06" or "→" in changes.label(tel.changes[0])
+    assert changes.label((0, "temperature", 1e-6, 1e-5)) == "T 1e-06 → 1e-05"
+    rows = changes.place([0, 10, 20, 300], [100, 100, 100, 100], rows=3)
+    assert rows == [0, 1, 2, 0]
+    img = raster.accuracy_png(tel, LIGHT, (600, 300))
+    assert img.size == (600, 300)
 
 
-# -- the Compare page ---------------------------------------------------------------------------
+def test_theta_renders_with_a_font_that_has_it():
+    f = font(14)
+    missing = f.getmask("\uffff").getbbox()
+    assert f.getmask("θ").getbbox() != missing and f.getmask("θ").getbbox() is not None
+
+
+def test_axes_start_at_zero_and_the_posterior_is_readable():
+    assert raster.nice_ticks(0, 2.3)[0] == 0 and raster.nice_ticks(0, 2.3)[-1] <= 2.3
+    s, v = _session_view(100)
+    fig = figures.posterior_figure(v, v.hyperparams["alpha"], v.hyperparams["temperature"], None)
+    lo, hi = fig.layout.yaxis.range
+    assert hi - lo < 4  # three decades under the highest bar, not down to 1e-25
+    w = figures.weights_figure(v.layers[0], "w")
+    assert w.data[0].colorscale and not w.data[0].reversescale  # RdBu: positive blue as in the graph
+
+
+# -- Compare page -------------------------------------------------------------------------------
 COMPARE = f"""
 import sys
 sys.path.insert(0, {str(Path(MAIN).parents[1])!r})
@@ -190,78 +337,112 @@ if __name__ == "__main__":  # training processes re-import this script
 """
 
 
-def compare_app(query: dict) -> AppTest:
+def compare_app(query_: dict) -> AppTest:
     at = AppTest.from_string(COMPARE, default_timeout=120)
-    for k, v in query.items():
+    for k, v in query_.items():
         at.query_params[k] = v
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
 
-def test_compare_page_runs_methods_side_by_side_on_the_same_start():
-    at = compare_app({"runs": "deepr,static,set", "conn": "0.1", "steps": "60", "r2_lr": "0.1"})
-    runs = at.session_state["cmp_runs"]
-    assert [r.config.algorithm for r in runs] == ["deepr", "static", "set"]
-    assert runs[2].config.lr == 0.1 and runs[0].config.lr == 0.05
-    first = [r.frame().layers[0]["active_pos"] for r in runs]
-    assert all(np.array_equal(first[0], p) for p in first[1:])  # same seed: same initial mask
-    at.button(key="c_step10").click().run()
-    assert [r.frame().step for r in runs] == [10, 10, 10]
+def test_compare_page_runs_methods_side_by_side_and_flags_a_missed_target(closing):
+    at = compare_app({"runs": "deepr,set,l1", "conn": "0.1", "steps": "60", "r1_every": "20"})
+    closing(at)
+    s = at.session_state["compare"]
+    assert [r.config.algorithm for r in s.runs] == ["deepr", "set", "l1"]
+    assert s.runs[1].config.update_every == 20
+    first = [f.layers[0].active_pos for f in s.frames[:2]]
+    assert np.array_equal(first[0], first[1])  # same seed: same initial mask
+    keys = {x.key for x in at.get("number_input")} | {x.key for x in at.get("slider")}
+    assert f"c_update_every1_{s.gen}" in keys and f"c_drop_fraction1_{s.gen}" in keys
     at.button(key="c_play").click().run()
     deadline = time.time() + 60
-    while time.time() < deadline and any(r.frame().playing for r in runs):
+    while time.time() < deadline and any(r.frame().playing for r in s.runs):
         time.sleep(0.2)
-    assert [r.frame().step for r in runs] == [60, 60, 60]  # everyone stops at the budget
     at.run()
-    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) == 3
-    q = {k: (v[0] if isinstance(v, list) else v) for k, v in at.query_params.items()}
-    assert q["runs"] == "deepr,static,set" and q["r2_lr"] == "0.1" and q["steps"] == "60"
-    for r in runs:
-        r.close()
+    rows = at.dataframe[0].value
+    assert list(rows["step"]) == [60, 60, 60]
+    assert "train loss (smoothed)" in rows.columns
+    assert rows["K status"][2].startswith("⚠ target missed") and rows["K status"][0] == "ok"
+    q = query(at)
+    assert q["runs"] == "deepr,set,l1" and q["r1_every"] == "20" and q["steps"] == "60"
+    assert any('"type":"log"' in c.proto.spec.replace(" ", "")
+               for c in at.get("plotly_chart"))
 
 
-def test_compare_page_rejects_a_bad_run_list():
+def test_compare_page_rejects_a_bad_run_list(closing):
     at = compare_app({"runs": "deepr,nope"})
+    closing(at)
     assert any("runs" in e.value for e in at.error)
-    assert len(at.session_state["cmp_runs"]) == 3  # the default comparison instead
-    for r in at.session_state["cmp_runs"]:
-        r.close()
+    assert len(at.session_state["compare"].runs) == 3
 
 
-def test_url_hidden_sizes_with_a_per_layer_preset_keep_one_connectivity():
-    cfg, ui = from_query({"preset": "digits-demo", "hidden": "100", "conn": "0.05"})
-    assert not ui.errors and cfg.hidden == [100] and cfg.connectivity == [0.05]
-    cfg, ui = from_query({"preset": "digits-demo", "hidden": "100"})
-    assert not ui.errors and cfg.connectivity == [0.2]
+# -- real browser ---------------------------------------------------------------------------
+needs_chromium = pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"),
+                                    reason="chromium is not installed")
 
 
-def test_compare_run_settings_from_the_url_survive_the_sliders():
-    # 2e-6 is not on the T slider's grid: showing it must not change it (nor restart the runs)
-    at = compare_app({"runs": "deepr,soft-deepr", "r0_T": "2e-06", "r1_alpha": "0.001"})
-    runs = at.session_state["cmp_runs"]
-    assert runs[0].config.temperature == 2e-6 and runs[1].config.alpha == 1e-3
-    at.run()
-    assert at.session_state["cmp_gen"] == 1
-    gen = at.session_state["cmp_gen"]
-    at.select_slider(key=f"c_temperature1_{gen}").set_value(1e-5).run()  # moved: a new comparison
-    runs = at.session_state["cmp_runs"]
-    assert at.session_state["cmp_gen"] == 2 and runs[1].config.temperature == 1e-5
-    assert runs[0].config.temperature == 2e-6
-    for r in runs:
-        r.close()
+@pytest.fixture(scope="module")
+def browser_app():
+    from playwright.sync_api import sync_playwright
+
+    from browser import launch, streamlit_app
+    with streamlit_app() as url, sync_playwright() as p:
+        b = launch(p)
+        yield url, b
+        b.close()
 
 
-def test_a_dead_training_process_is_reported_and_can_be_started_again():
-    at = app()
-    at.button(key="step10").click().run()
-    run = at.session_state["run"]
-    run.process.kill()
-    run.process.join(5)
-    at.run()
-    assert not at.exception
-    assert any("ended unexpectedly" in e.value for e in at.error)
-    at.button(key="restart").click().run()
-    assert at.session_state["run"] is not run and frame(at).step == 0
-    at.button(key="step10").click().run()
-    assert frame(at).step == 10
+def _open(b, url, width=1400):
+    page = b.new_page(viewport={"width": width, "height": 1300})
+    page.goto(url)
+    page.wait_for_selector("#step-counter", timeout=90_000)
+    return page
+
+
+def _sidebar_value(page, label):
+    return page.locator(f'[data-testid="stSidebar"] [aria-label="{label}"], '
+                        f'[data-testid="stSidebar"] input[aria-label="{label}"]').first
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_browser_preset_switch_play_and_reload_continue(browser_app):
+    from browser import choose, step_counter, url_of, wait_for
+    url, b = browser_app
+    page = _open(b, url + "/?preset=digits-demo&seed=4")
+    choose(page, "Preset", "spiral-demo")
+    wait_for(lambda: "dataset=spiral" in url_of(page) and "&seed=0&" in url_of(page))
+    assert "Deep R on spiral" in page.get_by_text("Deep R on spiral").first.inner_text()
+    assert page.locator('[data-testid="stSidebar"] input[aria-label="Hidden layer sizes"]').input_value() == \
+        ",".join(map(str, preset("spiral-demo").hidden))
+    page.get_by_role("button", name="Play").click()
+    wait_for(lambda: step_counter(page) >= 50, 60)
+    page.wait_for_selector("img.deepr-live", timeout=30_000)  # live charts are inline images
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    step = step_counter(page)
+    page.reload()
+    page.wait_for_selector("#step-counter", timeout=90_000)
+    assert step_counter(page) == step  # the same run, not a fresh one
+    assert "dataset=spiral" in url_of(page)
+    page.close()
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_browser_upload_of_another_setups_checkpoint_continues_it(browser_app, tmp_path):
+    from browser import step_counter, url_of, wait_for
+    from deepr_engine.run import checkpoint
+    url, b = browser_app
+    s = TrainingSession(preset("spiral-demo").replace(seed=9, hidden=[12, 12]))
+    s.step(40)
+    path = checkpoint.save(s, tmp_path / "other.safetensors")
+    page = _open(b, url + "/?preset=digits-demo")
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(path))
+    page.wait_for_selector("text=loaded: step 40", timeout=60_000)
+    wait_for(lambda: step_counter(page) == 40)
+    wait_for(lambda: "hidden=12%2C12" in url_of(page))
+    assert page.locator('[data-testid="stSidebar"] input[aria-label="Hidden layer sizes"]').input_value() == "12,12"
+    page.close()

@@ -1,28 +1,53 @@
-"""Plotly figures for the dashboard, built from a session snapshot and its telemetry (pure
-functions: no Streamlit here, so they are testable and timeable on their own)."""
+"""Plotly figures for the dashboard, built from a run's typed view (deepr_engine.run.views) and
+its telemetry (pure functions: no Streamlit here, so they are testable and timeable on their
+own). Backgrounds and fonts are left to Streamlit's theme (light or dark); sign is blue (+) and
+red (-) as in the graph; every time chart marks every hyperparameter change of the run."""
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from deepr_engine.run.telemetry import Telemetry, lifetime_bin_edges
+from deepr_engine.run.telemetry import lifetime_bin_edges
+from deepr_engine.run.views import LayerView, RunView, TelemetryView
 from deepr_engine.theory import theta_density
 
-LAYER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
-_BASE = dict(margin=dict(l=40, r=10, t=30, b=30), height=300, plot_bgcolor="white",
-             legend=dict(orientation="h", y=1.12))
+from . import changes as ch
+from .palette import LAYER_COLORS, SIGN_SCALE
+
+_BASE = dict(margin=dict(l=40, r=10, t=30, b=30), height=300, legend=dict(orientation="h", y=1.12))
+MARKER = "#8e44ad"
 
 
 def _fig(**kw) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(**(_BASE | kw))
-    fig.update_xaxes(gridcolor="#eee")
-    fig.update_yaxes(gridcolor="#eee")
     return fig
 
 
-def accuracy_figure(tel: Telemetry) -> go.Figure:
+def add_changes(fig: go.Figure, changes, x_max: float, plot_px: int = 600, rows: int = 3) -> None:
+    """A dashed marker at every hyperparameter change; labels (horizontal) in up to `rows`
+    rows at the top where they do not overlap, the rest in the marker's hover text."""
+    changes = list(changes)
+    if not changes:
+        return
+    per_px = max(x_max, 1.0) / plot_px
+    labels = [ch.label(c) for c in changes]
+    placed = ch.place([c[0] / per_px for c in changes], [6.2 * len(t) for t in labels], rows)
+    for c, text, row in zip(changes, labels, placed):
+        fig.add_vline(x=c[0], line=dict(color=MARKER, dash="dash", width=1))
+        fig.add_annotation(x=c[0], y=1.0, yref="paper", yshift=-14 * (row or 0),
+                           text=text if row is not None else "▾", hovertext=f"step {c[0]}: {text}",
+                           showarrow=False, xanchor="left" if row is not None else "center",
+                           yanchor="top", font=dict(size=10, color=MARKER))
+
+
+def _x_max(tel: TelemetryView) -> float:
+    steps = tel.series["loss"].steps
+    return float(steps[-1]) if len(steps) else 1.0
+
+
+def accuracy_figure(tel: TelemetryView) -> go.Figure:
     """Train (per-step, averaged when down-sampled) and test accuracy and loss, with a marker
     and label at each hyperparameter change."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
@@ -32,24 +57,12 @@ def accuracy_figure(tel: Telemetry) -> go.Figure:
         steps, vals = tel.series[name].arrays()
         fig.add_trace(go.Scatter(x=steps, y=vals, name=name.replace("_", " "), mode="lines",
                                  line=dict(color=color, dash=dash)), secondary_y=sec)
-    for step, name, old, new in list(tel.changes)[-20:]:
-        fig.add_vline(x=step, line=dict(color="#888", dash="dash", width=1))
-        fig.add_annotation(x=step, y=1.0, yref="paper", text=f"{name}: {_fmt(old)} → {_fmt(new)}",
-                           showarrow=False, textangle=-90, xanchor="right", yanchor="top",
-                           font=dict(size=9, color="#555"))
-    fig.update_layout(**(_BASE | dict(height=320, uirevision="acc")))
+    add_changes(fig, tel.changes, _x_max(tel))
+    fig.update_layout(**(_BASE | dict(height=340, uirevision="acc", margin=dict(l=40, r=40, t=50, b=30))))
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=False)
-    fig.update_yaxes(title_text="loss", secondary_y=True, showgrid=False)
-    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="loss", secondary_y=True, showgrid=False, rangemode="tozero")
+    fig.update_xaxes(title_text="step", rangemode="tozero")
     return fig
-
-
-def _fmt(v) -> str:
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    if isinstance(v, float):
-        return f"{v:.3g}"
-    return str(v)
 
 
 def _joined(steps: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +75,7 @@ def _joined(steps: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndar
     return xs.ravel(), ys.ravel()
 
 
-def walks_figure(tel: Telemetry, selected: list[int] | None = None,
+def walks_figure(tel: TelemetryView, selected: list[int] | None = None,
                  theta_min: list[float] | None = None) -> go.Figure:
     """theta of the tracked connections over time. Active stretches are drawn solid and
     coloured by layer; dormant stretches thin and grey (Deep R: flat until revived at 0;
@@ -85,16 +98,17 @@ def walks_figure(tel: Telemetry, selected: list[int] | None = None,
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"layer {layer} (active)",
                                  line=dict(color=LAYER_COLORS[int(layer) % 8], width=2),
                                  hovertemplate="step %{x}, θ=%{y:.3g}<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color="black", width=1))
+    fig.add_hline(y=0, line=dict(color="#888", width=1))
     for tm in sorted(set(theta_min or [])):
         fig.add_hline(y=tm, line=dict(color="#888", dash="dot", width=1),
                       annotation_text=f"θ_min {tm:.2g}", annotation_font_size=9)
-    fig.update_xaxes(title_text="step")
+    add_changes(fig, tel.changes, _x_max(tel))
+    fig.update_xaxes(title_text="step", rangemode="tozero")
     fig.update_yaxes(title_text="θ")
     return fig
 
 
-def transitions_figure(tel: Telemetry) -> go.Figure:
+def transitions_figure(tel: TelemetryView) -> go.Figure:
     """Connections pruned and activated per step, per layer (mean over down-sampled windows)."""
     fig = _fig(height=280, uirevision="trans")
     for series, dash, label in ((tel.pruned, "solid", "pruned"), (tel.activated, "dot", "activated")):
@@ -104,12 +118,13 @@ def transitions_figure(tel: Telemetry) -> go.Figure:
         for i in range(vals.shape[1]):
             fig.add_trace(go.Scatter(x=steps, y=vals[:, i], mode="lines", name=f"L{i} {label}",
                                      line=dict(color=LAYER_COLORS[i % 8], dash=dash)))
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="connections / step")
+    add_changes(fig, tel.changes, _x_max(tel))
+    fig.update_xaxes(title_text="step", rangemode="tozero")
+    fig.update_yaxes(title_text="connections / step", rangemode="tozero")
     return fig
 
 
-def raster_figure(tel: Telemetry) -> go.Figure:
+def raster_figure(tel: TelemetryView) -> go.Figure:
     """Active (dark) / dormant (light) state of the tracked connections over time."""
     steps, walks = tel.tracked_theta.arrays()
     fig = _fig(height=280, uirevision="raster")
@@ -122,7 +137,7 @@ def raster_figure(tel: Telemetry) -> go.Figure:
     return fig
 
 
-def lifetime_figure(tel: Telemetry) -> go.Figure:
+def lifetime_figure(tel: TelemetryView) -> go.Figure:
     edges = lifetime_bin_edges()
     labels = ["0"] + [f"{int(e)}–{int(2 * e - 1)}" if e > 1 else "1" for e in edges[1:]]
     fig = _fig(height=280, barmode="group", uirevision="life")
@@ -134,7 +149,7 @@ def lifetime_figure(tel: Telemetry) -> go.Figure:
     return fig
 
 
-def ever_active_figure(tel: Telemetry) -> go.Figure:
+def ever_active_figure(tel: TelemetryView) -> go.Figure:
     steps, vals = tel.ever_active_frac.arrays()
     fig = _fig(height=280, uirevision="ever")
     for i in range(vals.shape[1] if vals.ndim == 2 else 0):
@@ -144,13 +159,14 @@ def ever_active_figure(tel: Telemetry) -> go.Figure:
     return fig
 
 
-def posterior_figure(snapshot: dict, alpha: float, temperature: float,
+def posterior_figure(view: RunView, alpha: float, temperature: float,
                      theta_min: list[float] | None) -> go.Figure:
-    """Histogram of theta (active only for Deep R; all for soft-Deep R) against the spec's
-    density for the current alpha and T (zero-gradient theory)."""
+    """Histogram of theta (active only for Deep R; all for soft-Deep R) against the density of
+    docs/algorithms.md for the current alpha and T (zero-gradient theory). The log axis spans
+    three decades below the highest bar, so the theory's tail does not flatten the bars."""
     soft = theta_min is not None
-    thetas = np.concatenate([l["theta"].ravel() if soft else l["theta"].ravel()[l["active"].ravel()]
-                             for l in snapshot["layers"]])
+    thetas = np.concatenate([l.theta.ravel() if soft and l.theta is not None else l.active_theta
+                             for l in view.layers])
     fig = _fig(height=320, uirevision="post")
     if thetas.size == 0:
         return fig
@@ -166,28 +182,31 @@ def posterior_figure(snapshot: dict, alpha: float, temperature: float,
     if np.all(np.isfinite(dens)):
         fig.add_trace(go.Scatter(x=grid, y=dens, name="theory (zero gradient)",
                                  line=dict(color="#de2d26", width=2)))
-    fig.add_vline(x=0, line=dict(color="black", width=1))
+    fig.add_vline(x=0, line=dict(color="#888", width=1))
     fig.update_xaxes(title_text="θ")
-    fig.update_yaxes(title_text="density", type="log")
+    peak = float(hist.max()) if hist.size and hist.max() > 0 else 1.0
+    fig.update_yaxes(title_text="density (log)", type="log",
+                     range=[np.log10(peak) - 3, np.log10(peak) + 0.3])
     return fig
 
 
-def weights_figure(layer: dict, title: str) -> go.Figure:
-    """Signed sparse weight matrix (rows: outputs, columns: inputs); dormant exactly 0."""
-    w = layer["weight"].reshape(layer["shape"][0], -1)
+def weights_figure(layer: LayerView, title: str) -> go.Figure:
+    """Signed sparse weight matrix (rows: outputs, columns: inputs); dormant exactly 0;
+    blue positive, red negative."""
+    w = layer.weight().reshape(layer.shape[0], -1)
     top = float(np.abs(w).max()) or 1.0
     fig = _fig(height=260, title=dict(text=title, font=dict(size=12)), uirevision=title)
-    fig.add_trace(go.Heatmap(z=w, zmin=-top, zmax=top, colorscale="RdBu", reversescale=True,
+    fig.add_trace(go.Heatmap(z=w, zmin=-top, zmax=top, colorscale=SIGN_SCALE,
                              hovertemplate="out %{y}, in %{x}: %{z:.3g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
     return fig
 
 
-def fan_in_images(layer: dict, image_shape: tuple[int, int], max_units: int = 64) -> np.ndarray:
+def fan_in_images(layer: LayerView, image_shape: tuple[int, int], max_units: int = 64) -> np.ndarray:
     """The first layer's hidden units' incoming weights as images, tiled into one grid image
     (values in [0, 1]: 0.5 is zero weight)."""
     h, w = image_shape
-    wts = layer["weight"].reshape(layer["shape"][0], h, w)[:max_units]
+    wts = layer.weight().reshape(layer.shape[0], h, w)[:max_units]
     n = len(wts)
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -199,15 +218,15 @@ def fan_in_images(layer: dict, image_shape: tuple[int, int], max_units: int = 64
     return grid
 
 
-def fan_out_image(layer: dict, image_shape: tuple[int, int]) -> np.ndarray:
+def fan_out_image(layer: LayerView, image_shape: tuple[int, int]) -> np.ndarray:
     """Active outgoing connections per input pixel."""
-    return layer["active"].reshape(layer["shape"][0], -1).sum(0).reshape(image_shape)
+    return layer.active_mask().reshape(layer.shape[0], -1).sum(0).reshape(image_shape)
 
 
-def image_figure(img: np.ndarray, title: str, colorscale="RdBu", zmid=None) -> go.Figure:
+def image_figure(img: np.ndarray, title: str, colorscale=SIGN_SCALE, zmid=None) -> go.Figure:
     fig = _fig(height=300, title=dict(text=title, font=dict(size=12)), uirevision=title)
-    fig.add_trace(go.Heatmap(z=img, colorscale=colorscale, reversescale=colorscale == "RdBu",
-                             zmid=zmid, showscale=colorscale != "RdBu"))
+    fig.add_trace(go.Heatmap(z=img, colorscale=colorscale, zmid=zmid,
+                             showscale=colorscale != SIGN_SCALE))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", visible=False)
     fig.update_xaxes(visible=False)
     return fig
@@ -227,11 +246,17 @@ def boundary_figure(xs: np.ndarray, ys: np.ndarray, prob: np.ndarray, x: np.ndar
 
 
 def overlay_figure(curves: list[tuple[str, np.ndarray, np.ndarray]], title: str,
-                   colors: list[str]) -> go.Figure:
-    """One line per run (label, steps, values) on shared axes."""
+                   colors: list[str], log: bool = False) -> go.Figure:
+    """One line per run (label, steps, values) on shared axes (log: a log y axis, zeros left
+    out)."""
     fig = _fig(height=280, uirevision=title, title=dict(text=title, font=dict(size=13)),
                margin=dict(l=40, r=10, t=40, b=30), legend=dict(orientation="h", y=-0.12))
     for i, (label, x, y) in enumerate(curves):
-        fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines",
+        if log:
+            y = np.where(np.asarray(y, dtype=float) > 0, y, np.nan)
+        fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines", connectgaps=False,
                                  line=dict(color=colors[i % len(colors)], width=2)))
+    fig.update_xaxes(rangemode="tozero")
+    if log:
+        fig.update_yaxes(type="log")
     return fig

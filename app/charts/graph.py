@@ -1,21 +1,34 @@
 """The connectivity graph: a layered layout computed once per architecture, restyled per frame.
 
 Small graphs are drawn as interactive plotly WebGL traces; big ones (paper-mnist: 3,552 edges,
-1,194 nodes) as a PNG drawn server-side with Pillow, which a browser shows far faster than
-thousands of WebGL segments re-sent every frame.
+1,194 nodes) and live frames as an image drawn server-side with Pillow, which a browser shows
+far faster than thousands of WebGL segments re-sent every frame.
+
+Rewiring events come from the run's views (`LayerView.pruned / pruned_age / activated`: every
+event since the previous view). `EventTrail` keeps them for `FADE_S` seconds so an edge pruned
+or revived anywhere in a frame's ten-odd steps stays visible while it fades, and counts them
+per second per layer. A pruned connection that had been active fewer than `PROBE_STEPS` steps
+is a brief probe (revived, then pruned again at weight ~0), drawn apart from the death of an
+established connection.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from functools import lru_cache
 
-import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
-POS, NEG, NEW, GONE, DEAD = "#2166ac", "#d6604d", "#1a9850", "#999999", "#000000"
+from .palette import Palette
+
 PLOTLY_EDGE_LIMIT = 1500
+FADE_S = 1.0         # seconds a pruned / revived edge stays drawn, fading
+RATE_WINDOW_S = 2.0  # seconds of events behind the per-second counters
+PROBE_STEPS = 20     # pruned within this many steps of its revival: a brief probe
+KINDS = ("revived", "died", "probe")
 
 
 @dataclass(frozen=True)
@@ -26,69 +39,129 @@ class Layout:
 
 
 @lru_cache(maxsize=16)
-def layered_layout(sizes: tuple[int, ...], image_shape: tuple[int, int] | None = None) -> Layout:
-    """networkx's multipartite layout, rescaled to [0, 1]; image inputs as their pixel grid."""
-    g = nx.Graph()
-    offsets, start = [], 0
-    for layer, n in enumerate(sizes):
-        offsets.append(start)
-        g.add_nodes_from(range(start, start + n), layer=layer)
-        start += n
-    pos = nx.multipartite_layout(g, subset_key="layer")
-    xy = np.array([pos[i] for i in range(start)], dtype=np.float64)
-    xy -= xy.min(0)
-    xy /= np.maximum(xy.max(0), 1e-9)
-    for layer, n in enumerate(sizes):  # spread each column over the full height
-        sl = slice(offsets[layer], offsets[layer] + n)
-        xy[sl, 1] = 0.5 if n == 1 else np.linspace(0.0, 1.0, n)[::-1]
-    if image_shape is not None and sizes[0] == image_shape[0] * image_shape[1]:
+def layered_layout(sizes: tuple[int, ...], image_shape: tuple[int, int] | None = None,
+                   edges_per_layer: tuple[int, ...] = ()) -> Layout:
+    """Columns left to right, each spread over the full height; image inputs as their pixel
+    grid. The gap before a column grows with the square root of the edges it receives (at
+    least 45% of the widest), so the dense first layer gets room instead of a thin strip."""
+    n = len(sizes)
+    offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+    e = np.asarray(edges_per_layer if len(edges_per_layer) == n - 1 else np.ones(n - 1), dtype=float)
+    gaps = np.clip(np.sqrt(e / max(e.max(), 1.0)), 0.45, 1.0)
+    grid = image_shape is not None and sizes[0] == image_shape[0] * image_shape[1]
+    start = 0.17 if grid else 0.0
+    x_cols = start + np.concatenate([[0.0], np.cumsum(gaps)]) / gaps.sum() * (1 - start)
+    xy = np.zeros((sum(sizes), 2))
+    for layer, size in enumerate(sizes):
+        sl = slice(offsets[layer], offsets[layer] + size)
+        xy[sl, 0] = x_cols[layer]
+        xy[sl, 1] = 0.5 if size == 1 else np.linspace(0.0, 1.0, size)[::-1]
+    if grid:
         h, w = image_shape
         r, c = np.divmod(np.arange(sizes[0]), w)
-        width = 0.18
-        xy[:sizes[0], 0] = c / max(w - 1, 1) * width
+        xy[:sizes[0], 0] = c / max(w - 1, 1) * (start - 0.04)
         xy[:sizes[0], 1] = 1 - r / max(h - 1, 1)
-        xy[sizes[0]:, 0] = width + 0.05 + (xy[sizes[0]:, 0] - xy[sizes[0]:, 0].min()) / \
-            max(np.ptp(xy[sizes[0]:, 0]), 1e-9) * (0.95 - width)
-    return Layout(tuple(sizes), xy, tuple(offsets))
+    return Layout(tuple(sizes), xy, offsets)
 
 
-def edges(snapshot_layers: list[dict], layout: Layout):
-    """Arrays for every active edge: source node, target node, weight; plus the edges
-    activated and pruned in the last step (as node pairs)."""
+def layout_for(layers, n_features: int, image_shape) -> Layout:
+    """The layout of a run's fully connected layers (conv kernels are not drawn)."""
+    lin = [l for l in layers if len(l.shape) == 2]
+    sizes = (lin[0].shape[1], *[l.shape[0] for l in lin]) if lin else (n_features,)
+    if image_shape is not None and sizes[0] != image_shape[0] * image_shape[1]:
+        image_shape = None
+    return layered_layout(tuple(int(s) for s in sizes), tuple(image_shape) if image_shape else None,
+                          tuple(l.n_positions for l in lin))
+
+
+# -- events since previous frames, fading --------------------------------------------------------
+@dataclass
+class EventTrail:
+    """Rewiring events of the last seconds, per kind, with their arrival time."""
+    events: deque = field(default_factory=deque)   # (time, layer, kind, positions)
+
+    def add(self, layers, now: float | None = None) -> None:
+        """Take a view's events (LayerView.pruned / pruned_age / activated)."""
+        now = time.monotonic() if now is None else now
+        for layer in layers:
+            if layer.pruned is None:
+                continue
+            age = np.asarray(layer.pruned_age)
+            probe = age < PROBE_STEPS
+            for kind, pos in (("revived", layer.activated), ("died", layer.pruned[~probe]),
+                              ("probe", layer.pruned[probe])):
+                if len(pos):
+                    self.events.append((now, layer.index, kind, np.asarray(pos, dtype=np.int64)))
+        self._drop(now)
+
+    def _drop(self, now: float) -> None:
+        keep = max(FADE_S, RATE_WINDOW_S)
+        while self.events and now - self.events[0][0] > keep:
+            self.events.popleft()
+
+    def fading(self, now: float | None = None) -> list[tuple[int, str, np.ndarray, float]]:
+        """(layer, kind, positions, strength in (0, 1]) of the events still drawn."""
+        now = time.monotonic() if now is None else now
+        return [(layer, kind, pos, 1.0 - (now - t) / FADE_S)
+                for t, layer, kind, pos in self.events if now - t < FADE_S]
+
+    def rates(self, n_layers: int, now: float | None = None) -> dict[str, np.ndarray]:
+        """Events per second over the last RATE_WINDOW_S, per kind and layer."""
+        now = time.monotonic() if now is None else now
+        out = {k: np.zeros(n_layers) for k in KINDS}
+        for t, layer, kind, pos in self.events:
+            if now - t <= RATE_WINDOW_S and layer < n_layers:
+                out[kind][layer] += len(pos) / RATE_WINDOW_S
+        return out
+
+    def clear(self) -> None:
+        self.events.clear()
+
+
+# -- edges ---------------------------------------------------------------------------------------
+def edges(layers, layout: Layout):
+    """Arrays for every active edge of the fully connected layers: source node, target node,
+    weight."""
     src, dst, w = [], [], []
-    new_src, new_dst, gone_src, gone_dst = [], [], [], []
-    for i, layer in enumerate(snapshot_layers):
-        if len(layer["shape"]) != 2:
-            continue
-        n_out, n_in = layer["shape"]
-        pos = np.flatnonzero(layer["active"])
-        rows, cols = np.divmod(pos, n_in)
+    lin = [l for l in layers if len(l.shape) == 2]
+    for i, layer in enumerate(lin):
+        rows, cols = np.divmod(np.asarray(layer.active_pos, dtype=np.int64), layer.shape[1])
         src.append(layout.offsets[i] + cols)
         dst.append(layout.offsets[i + 1] + rows)
-        w.append(layer["weight"].reshape(-1)[pos])
-        for arr, s_list, d_list in ((layer["activated"], new_src, new_dst),
-                                    (layer["pruned"], gone_src, gone_dst)):
-            r, c = np.divmod(np.asarray(arr, dtype=np.int64), n_in)
-            s_list.append(layout.offsets[i] + c)
-            d_list.append(layout.offsets[i + 1] + r)
+        w.append(np.asarray(layer.active_weight, dtype=np.float64))
     cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
-    return cat(src), cat(dst), cat(w), (cat(new_src), cat(new_dst)), (cat(gone_src), cat(gone_dst))
+    return cat(src), cat(dst), cat(w)
 
 
-def dead_nodes(snapshot_layers: list[dict], layout: Layout) -> np.ndarray:
+def event_edges(layers, layout: Layout, fading):
+    """(source, target, kind, strength) per fading event of a drawn (fully connected) layer."""
+    lin = {l.index: i for i, l in enumerate(l for l in layers if len(l.shape) == 2)}
+    shapes = {l.index: l.shape for l in layers}
+    out = []
+    for layer, kind, pos, strength in fading:
+        if layer not in lin:
+            continue
+        i = lin[layer]
+        rows, cols = np.divmod(pos, shapes[layer][1])
+        out.append((layout.offsets[i] + cols, layout.offsets[i + 1] + rows, kind, strength))
+    return out
+
+
+def dead_nodes(layers, layout: Layout) -> np.ndarray:
     """Hidden nodes with no incoming or no outgoing active edge."""
     dead = []
-    lin = [l for l in snapshot_layers if len(l["shape"]) == 2]
+    lin = [l for l in layers if len(l.shape) == 2]
     for i, (a, b) in enumerate(zip(lin[:-1], lin[1:])):
-        no_in = ~a["active"].reshape(a["shape"]).any(1)
-        no_out = ~b["active"].reshape(b["shape"]).any(0)
-        if no_in.shape == no_out.shape:
-            dead.append(layout.offsets[i + 1] + np.flatnonzero(no_in | no_out))
+        n = a.shape[0]
+        has_in = np.bincount(np.asarray(a.active_pos) // a.shape[1], minlength=n)[:n] > 0
+        has_out = np.bincount(np.asarray(b.active_pos) % b.shape[1], minlength=b.shape[1])[:n] > 0
+        if b.shape[1] == n:
+            dead.append(layout.offsets[i + 1] + np.flatnonzero(~has_in | ~has_out))
     return np.concatenate(dead) if dead else np.zeros(0, dtype=np.int64)
 
 
 def _segments(xy, s, d):
-    """x and y arrays of line segments separated by None gaps (one plotly trace)."""
+    """x and y arrays of line segments separated by NaN gaps (one plotly trace)."""
     n = len(s)
     xs = np.full(3 * n, np.nan)
     ys = np.full(3 * n, np.nan)
@@ -97,14 +170,17 @@ def _segments(xy, s, d):
     return xs, ys
 
 
-def plotly_graph(snapshot_layers: list[dict], layout: Layout, height: int = 420) -> go.Figure:
-    src, dst, w, new, gone = edges(snapshot_layers, layout)
+EVENT_NAMES = {"revived": "revived", "died": "pruned (established)", "probe": "pruned (brief probe)"}
+
+
+def plotly_graph(layers, layout: Layout, pal: Palette, fading=(), height: int = 420) -> go.Figure:
+    src, dst, w = edges(layers, layout)
     fig = go.Figure()
     mag = np.abs(w)
     top = mag.max() if len(mag) else 1.0
     # opacity and width by |w|: three magnitude bands per sign
-    for sign, color, name in ((1, POS, "positive"), (-1, NEG, "negative")):
-        for lo, hi, alpha, width in ((0, 0.2, 0.25, 0.6), (0.2, 0.6, 0.55, 1.2), (0.6, 1.01, 0.95, 2.2)):
+    for sign, color, name in ((1, pal.pos, "positive"), (-1, pal.neg, "negative")):
+        for lo, hi, alpha, width in ((0, 0.2, 0.3, 0.6), (0.2, 0.6, 0.6, 1.2), (0.6, 1.01, 0.95, 2.2)):
             sel = (np.sign(w) == sign) & (mag >= lo * top) & (mag < hi * top)
             if sign == 1:
                 sel |= (w == 0) & (lo == 0)  # just-revived edges have weight 0
@@ -112,48 +188,62 @@ def plotly_graph(snapshot_layers: list[dict], layout: Layout, height: int = 420)
             fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", opacity=alpha, hoverinfo="skip",
                                        line=dict(color=color, width=width), name=name,
                                        legendgroup=name, showlegend=lo == 0))
-    for (s, d), color, name, dash in ((new, NEW, "activated (last step)", "solid"),
-                                      (gone, GONE, "pruned (last step)", "dot")):
+    by_kind: dict[str, list] = {k: [] for k in KINDS}
+    for s, d, kind, _ in event_edges(layers, layout, fading):
+        by_kind[kind].append((s, d))
+    for kind in KINDS:
+        pairs = by_kind[kind]
+        s = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, dtype=np.int64)
+        d = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, dtype=np.int64)
         xs, ys = _segments(layout.xy, s, d)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name=name,
-                                 line=dict(color=color, width=3, dash=dash)))
-    dead = dead_nodes(snapshot_layers, layout)
-    colors = np.full(len(layout.xy), "#555555", dtype=object)
-    colors[dead] = "#ffffff"
-    fig.add_trace(go.Scattergl(x=layout.xy[:, 0], y=layout.xy[:, 1], mode="markers", name="units (white: dead)",
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name=EVENT_NAMES[kind],
+                                 line=dict(color=pal.event(kind), width=3 if kind != "probe" else 1.5,
+                                           dash="dot" if kind == "probe" else "solid")))
+    dead = dead_nodes(layers, layout)
+    colors = np.full(len(layout.xy), pal.node, dtype=object)
+    colors[dead] = pal.dead
+    fig.add_trace(go.Scattergl(x=layout.xy[:, 0], y=layout.xy[:, 1], mode="markers",
+                               name="units (hollow: dead)",
                                marker=dict(size=6 if len(layout.xy) < 300 else 3, color=colors,
-                                           line=dict(color=DEAD, width=0.8)), hoverinfo="skip"))
+                                           line=dict(color=pal.node_edge, width=0.8)), hoverinfo="skip"))
     fig.update_layout(height=height, margin=dict(l=5, r=5, t=5, b=5), xaxis=dict(visible=False),
                       yaxis=dict(visible=False), legend=dict(orientation="h", y=-0.02),
-                      plot_bgcolor="white", uirevision="graph")
+                      paper_bgcolor=pal.bg, plot_bgcolor=pal.bg, font=dict(color=pal.text),
+                      uirevision="graph")
     return fig
 
 
-def raster_graph(snapshot_layers: list[dict], layout: Layout, size=(1000, 520)) -> Image.Image:
-    """The same picture as a PNG: per-edge alpha by |w|, new edges green, pruned grey."""
+def raster_graph(layers, layout: Layout, pal: Palette, fading=(), size=(1000, 520)) -> Image.Image:
+    """The same picture as an image: per-edge alpha by |w|; revived edges green, established
+    deaths grey-white and thick, brief probes thin orange; events fade over FADE_S."""
     W, H = size
-    img = Image.new("RGBA", size, (255, 255, 255, 255))
-    over = Image.new("RGBA", size, (255, 255, 255, 0))
+    img = Image.new("RGBA", size, pal.rgb(pal.bg) + (255,))
+    over = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(over)
     px = np.column_stack([10 + layout.xy[:, 0] * (W - 20), 10 + (1 - layout.xy[:, 1]) * (H - 20)])
-    src, dst, w, new, gone = edges(snapshot_layers, layout)
-    top = np.abs(w).max() if len(w) else 1.0
-    alpha = (40 + 215 * np.abs(w) / max(top, 1e-12)).astype(int)
+    src, dst, w = edges(layers, layout)
+    top = np.quantile(np.abs(w), 0.98) if len(w) else 1.0
+    alpha = (50 + 205 * np.minimum(np.abs(w) / max(top, 1e-12), 1.0)).astype(int)
+    pos_c, neg_c = pal.rgb(pal.pos), pal.rgb(pal.neg)
     for s, d, wi, a in zip(src, dst, w, alpha):
-        c = (33, 102, 172, a) if wi >= 0 else (214, 96, 77, a)
-        draw.line([tuple(px[s]), tuple(px[d])], fill=c, width=1)
-    for (s_arr, d_arr), c in ((gone, (150, 150, 150, 255)), (new, (26, 152, 80, 255))):
+        draw.line([tuple(px[s]), tuple(px[d])], fill=(pos_c if wi >= 0 else neg_c) + (int(a),), width=1)
+    img = Image.alpha_composite(img, over)
+    over = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(over)
+    for s_arr, d_arr, kind, strength in sorted(event_edges(layers, layout, fading), key=lambda e: e[3]):
+        c = pal.rgb(pal.event(kind)) + (int(60 + 195 * strength),)
+        width = 1 if kind == "probe" else 3
         for s, d in zip(s_arr, d_arr):
-            draw.line([tuple(px[s]), tuple(px[d])], fill=c, width=3)
+            draw.line([tuple(px[s]), tuple(px[d])], fill=c, width=width)
     img = Image.alpha_composite(img, over)
     draw = ImageDraw.Draw(img)
-    dead = set(dead_nodes(snapshot_layers, layout).tolist())
+    dead = set(dead_nodes(layers, layout).tolist())
     r = 2 if len(px) > 300 else 4
+    node, hollow, edge = pal.rgb(pal.node), pal.rgb(pal.dead), pal.rgb(pal.node_edge)
     for i, (x, y) in enumerate(px):
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255) if i in dead else (70, 70, 70),
-                     outline=(0, 0, 0))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=hollow if i in dead else node, outline=edge)
     return img.convert("RGB")
 
 
-def n_edges(snapshot_layers: list[dict]) -> int:
-    return sum(l["k"] for l in snapshot_layers if len(l["shape"]) == 2)
+def n_edges(layers) -> int:
+    return sum(l.k for l in layers if len(l.shape) == 2)

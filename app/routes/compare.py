@@ -1,6 +1,6 @@
 """The Compare page: 2 to 4 runs side by side on the same data, seed and connectivity, each
-with its own algorithm; Play and Step drive all of them together. Every run trains in its own
-process (BackgroundSession), so the runs also train in parallel."""
+with its own method and that method's own hyperparameters (from the registry); Play and Step
+drive all of them together. Every run trains in its own process, so they train in parallel."""
 from __future__ import annotations
 
 import time
@@ -8,177 +8,212 @@ import time
 import numpy as np
 import streamlit as st
 
-from deepr_engine.run.background import BackgroundSession, Frame
-from deepr_engine.run.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
+from deepr_engine.run import registry
+from deepr_engine.run.config import MODEL_KINDS, PRESETS, preset
 from deepr_engine.run.data import DATASETS
+from deepr_engine.run.views import RunView
 
+from .. import widgets as w
 from ..charts import figures, raster
-from .dashboard import (ALPHA_VALUES, HEARTBEAT, LR_VALUES, T_VALUES, _fmt, _nearest, draw_graph,
-                        heartbeat)
-from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config
+from ..charts.palette import RUN_COLORS
+from ..state import CompareState, compare
+from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query
 
 TICK = 0.5             # s between frames while playing (2-4 runs: a slower, steadier page)
-RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+HEARTBEAT = 5.0
+SMOOTH_POINTS = 20     # training loss in the table: mean of the last points of its series
+SHARED = ("dataset", "hidden", "model", "connectivity", "distribution", "seed", "steps")
 
 
-# -- lifecycle ------------------------------------------------------------------------------------
-def _start(base: RunConfig, specs: list[RunSpec], ui: UISettings) -> None:
-    """Start every run; if any fails, keep the comparison that was there and say why."""
-    runs = []
+# -- callbacks ----------------------------------------------------------------------------------
+def _restart(s: CompareState, base, specs, key: str | None = None, old=None) -> None:
+    if not s.start(base, specs) and key is not None:
+        st.session_state[key] = old  # the widget goes back to the comparison that runs
+
+
+def on_preset() -> None:
+    s = compare()
+    key = f"c_preset{s.gen}"
+    name = st.session_state[key]
+    ui = UISettings(name, s.ui.steps_per_frame, s.ui.max_steps_per_second)
+    if not s.start(preset(name), [RunSpec(x.algorithm) for x in s.specs], ui):
+        st.session_state[key] = s.ui.preset
+
+
+def _parse(field: str, text):
+    if field in ("hidden", "connectivity"):
+        conv = int if field == "hidden" else float
+        return [conv(v) for v in str(text).split(",") if v.strip()]
+    return int(text) if field in ("seed", "steps") else text
+
+
+def on_shared(field: str) -> None:
+    s = compare()
+    key = f"c_{field}{s.gen}"
+    old = getattr(s.base, field)
     try:
-        for spec in specs:
-            runs.append(BackgroundSession(run_config(base, spec), steps_per_frame=ui.steps_per_frame))
-    except (ValueError, FileNotFoundError) as exc:
-        for r in runs:
-            r.close()
-        st.session_state["cmp_error"] = f"{ALGORITHM_NAMES[spec.algorithm]}: {exc}"
-        if "cmp_runs" in st.session_state:
-            return
-        base, specs = preset("digits-demo"), [RunSpec("deepr"), RunSpec("set")]
-        runs = [BackgroundSession(run_config(base, s)) for s in specs]
-    for r in st.session_state.get("cmp_runs", []):
-        r.close()
-    st.session_state.update(cmp_runs=runs, cmp_base=base, cmp_specs=specs, cmp_ui=ui,
-                            cmp_gen=st.session_state.get("cmp_gen", 0) + 1)
-
-
-def init_state() -> None:
-    if "cmp_runs" in st.session_state:
+        changes = {field: _parse(field, st.session_state[key])}
+        n = type(s.base)(**(s.base.to_dict() | changes)).n_rewired_layers
+        if field != "connectivity" and len(s.base.connectivity) not in (1, n):
+            changes["connectivity"] = [s.base.connectivity[0]]
+        base = s.base.replace(**changes)
+    except (ValueError, TypeError) as exc:
+        s.error = f"{field}: {exc}"
+        st.session_state[key] = ",".join(f"{v:g}" for v in old) if isinstance(old, list) else old
         return
-    base, specs, ui = compare_from_query(dict(st.query_params))
-    st.session_state["cmp_url_errors"] = list(ui.errors)
-    _start(base, specs, ui)
+    _restart(s, base, s.specs, key, ",".join(f"{v:g}" for v in old) if isinstance(old, list) else old)
+
+
+def on_count() -> None:
+    s = compare()
+    n = st.session_state[f"c_n{s.gen}"]
+    specs = list(s.specs[:n])
+    names = registry.names()
+    while len(specs) < n:
+        specs.append(RunSpec(names[(len(specs) + 2) % len(names)]))
+    _restart(s, s.base, specs, f"c_n{s.gen}", len(s.specs))
+
+
+def on_algo(i: int) -> None:
+    s = compare()
+    key = f"c_algo{i}_{s.gen}"
+    specs = list(s.specs)
+    keep = {k: v for k, v in specs[i].overrides.items() if k == "lr"}
+    specs[i] = RunSpec(st.session_state[key], keep)
+    _restart(s, s.base, specs, key, s.specs[i].algorithm)
+
+
+def on_param(i: int, field: str) -> None:
+    s = compare()
+    key = f"c_{field}{i}_{s.gen}"
+    specs = [RunSpec(x.algorithm, dict(x.overrides)) for x in s.specs]
+    value = w.value_of(field, key)
+    if value == getattr(s.base, field):
+        specs[i].overrides.pop(field, None)
+    else:
+        specs[i].overrides[field] = value
+    _restart(s, s.base, specs)
+
+
+def on_play() -> None:
+    s = compare()
+    for r in s.runs:
+        r.play(until=s.base.steps)
+
+
+def on_pause() -> None:
+    for r in compare().runs:
+        r.pause()
+
+
+def on_step(n: int) -> None:
+    runs = compare().runs
+    for r in runs:
+        r.pause()
+    for r in runs:
+        r.step(n)
+
+
+def on_reset() -> None:
+    s = compare()
+    s.start(s.base, s.specs)
 
 
 # -- sidebar ------------------------------------------------------------------------------------
-def _moved(current: float, shown: float, values: list[float]) -> float:
-    """A slider snaps a value that is off its grid (from the URL): unless it was moved, keep it."""
-    return current if shown == _nearest(values, current) else shown
-
-
-def setup_controls() -> tuple[RunConfig, list[RunSpec]] | None:
-    """The shared setup and the runs; returns the new setup when something changed."""
-    base, specs, ui = (st.session_state[k] for k in ("cmp_base", "cmp_specs", "cmp_ui"))
-    gen = st.session_state["cmp_gen"]
-    sb = st.sidebar
+def setup_controls(s: CompareState) -> None:
+    sb, base, g = st.sidebar, s.base, s.gen
     sb.header("Shared setup")
-    name = sb.selectbox("Preset", list(PRESETS), index=list(PRESETS).index(ui.preset), key=f"c_preset{gen}")
-    if name != ui.preset:
-        ui.preset = name
-        return preset(name), specs
-    dataset = sb.selectbox("Data set", DATASETS, index=DATASETS.index(base.dataset), key=f"c_dataset{gen}")
-    hidden = sb.text_input("Hidden layer sizes", ",".join(map(str, base.hidden)), key=f"c_hidden{gen}")
-    conn = sb.text_input("Connectivity", ",".join(f"{c:g}" for c in base.connectivity), key=f"c_conn{gen}",
-                         help="one fraction for all layers, or one per layer")
-    dist = sb.radio("Spread one value over the layers", ["uniform", "erk"], horizontal=True,
-                    index=["uniform", "erk"].index(base.distribution), key=f"c_dist{gen}",
-                    help="erk: Erdos-Renyi-Kernel (Evci et al. 2020), denser small layers")
-    seed = sb.number_input("Seed", 0, 2**31 - 1, base.seed, key=f"c_seed{gen}")
-    steps = sb.number_input("Step budget", 10, 10**7, base.steps, step=100, key=f"c_steps{gen}",
-                            help="Play stops every run here; RigL anneals and magnitude pruning "
-                                 "prunes relative to it")
+    sb.selectbox("Preset", list(PRESETS), key=w.init(f"c_preset{g}", s.ui.preset),
+                 on_change=on_preset, help="The preset's data, network and hyperparameters for every run")
+    sb.selectbox("Data set", DATASETS, key=w.init(f"c_dataset{g}", base.dataset),
+                 on_change=on_shared, args=("dataset",))
+    sb.text_input("Hidden layer sizes", key=w.init(f"c_hidden{g}", ",".join(map(str, base.hidden))),
+                  on_change=on_shared, args=("hidden",))
+    sb.segmented_control("Model", MODEL_KINDS, key=w.init(f"c_model{g}", base.model), on_change=on_shared,
+                         args=("model",), help="mlp, or conv: two rewired conv layers first (image data)")
+    sb.text_input("Connectivity", key=w.init(f"c_connectivity{g}", ",".join(f"{c:g}" for c in base.connectivity)),
+                  on_change=on_shared, args=("connectivity",),
+                  help="The K target: one fraction for all layers, or one per layer")
+    sb.radio("Spread one value over the layers", ["uniform", "erk"], horizontal=True,
+             key=w.init(f"c_distribution{g}", base.distribution),
+             on_change=on_shared, args=("distribution",),
+             help="erk: Erdos-Renyi-Kernel (Evci et al. 2020), denser small layers")
+    sb.number_input("Seed", 0, 2**31 - 1, key=w.init(f"c_seed{g}", base.seed), on_change=on_shared,
+                    args=("seed",))
+    sb.number_input("Step budget", 10, 10**7, step=100, key=w.init(f"c_steps{g}", base.steps), on_change=on_shared,
+                    args=("steps",), help="Play stops every run here; RigL's end of updates and "
+                                          "magnitude pruning's step default to fractions of it")
     sb.header("Runs")
-    n = sb.slider("Number of runs", 2, 4, len(specs), key=f"c_n{gen}")
-    new_specs = []
-    for i in range(n):
-        old = specs[i] if i < len(specs) else RunSpec(ALGORITHMS[(i + 2) % len(ALGORITHMS)])
-        c1, c2 = sb.columns([3, 2])
-        algo = c1.selectbox(f"Run {i + 1}", ALGORITHMS, index=ALGORITHMS.index(old.algorithm),
-                            format_func=ALGORITHM_NAMES.get, key=f"c_algo{i}_{gen}")
-        lr = c2.select_slider("lr", LR_VALUES, _nearest(LR_VALUES, old.overrides.get("lr", base.lr)),
-                              format_func=_fmt, key=f"c_lr{i}_{gen}")
-        overrides = {k: v for k, v in old.overrides.items() if k != "lr"}
-        lr = _moved(old.overrides.get("lr", base.lr), lr, LR_VALUES)
-        if lr != base.lr:
-            overrides["lr"] = lr
-        if algo in ("deepr", "soft-deepr", "l1"):  # the methods with an L1 term (and noise)
-            with sb.expander(f"Run {i + 1}: alpha" + (" and T" if algo != "l1" else "")):
-                for fname, label, values in (("alpha", "L1 strength alpha", ALPHA_VALUES),
-                                             ("temperature", "Temperature T", T_VALUES)):
-                    if fname == "temperature" and algo == "l1":
-                        continue
-                    start = overrides.get(fname, getattr(base, fname))
-                    v = _moved(start, st.select_slider(label, values, _nearest(values, start),
-                                                       format_func=_fmt, key=f"c_{fname}{i}_{gen}"), values)
-                    if v != getattr(base, fname):
-                        overrides[fname] = v
-                    else:
-                        overrides.pop(fname, None)
-        new_specs.append(RunSpec(algo, overrides))
-    try:
-        sizes = [int(v) for v in hidden.split(",") if v.strip()]
-        conns = [float(v) for v in conn.split(",") if v.strip()]
-        new = base.replace(dataset=dataset, hidden=sizes, connectivity=conns, distribution=dist,
-                           seed=int(seed), steps=int(steps))
-        for s in new_specs:
-            run_config(new, s)  # each run's settings are valid too
-    except ValueError as exc:
-        sb.error(f"Setup: {exc}")
-        return None
-    if new.to_dict() != base.to_dict() or new_specs != specs:
-        return new, new_specs
-    return None
+    sb.slider("Number of runs", 2, 4, key=w.init(f"c_n{g}", len(s.specs)), on_change=on_count)
+    for i, spec in enumerate(s.specs):
+        names = registry.names()
+        sb.selectbox(f"Run {i + 1}", names, format_func=registry.label,
+                     key=w.init(f"c_algo{i}_{g}", spec.algorithm), on_change=on_algo, args=(i,))
+        with sb.expander(f"Run {i + 1}: {registry.label(spec.algorithm)} settings"):
+            for field in registry.get(spec.algorithm).controls:
+                if field in ("batch_size", "theta_min"):
+                    continue  # shared batch; theta_min follows the rule of thumb here
+                value = spec.overrides.get(field, getattr(base, field))
+                if field in ("t_end", "prune_at") and value == 0:
+                    value = base.steps * 3 // 4 if field == "t_end" else base.steps // 2
+                w.control(st, field, value, f"c_{field}{i}_{g}", on_param, (i, field), start=value)
 
 
 # -- main area ----------------------------------------------------------------------------------
-def transport(runs: list[BackgroundSession], frames: list[Frame], budget: int) -> None:
-    cols = st.columns([1.4, 1, 1, 1, 6])
-    playing = any(f.playing for f in frames)
-    if playing:
-        if cols[0].button("Pause all", key="c_pause", type="primary"):
-            for r in runs:
-                r.pause()
-            st.rerun()
-    elif cols[0].button("Play all", key="c_play", type="primary",
-                        disabled=all(f.step >= budget or f.paused_reason for f in frames),
-                        help=f"every run trains until step {budget:,}"):
-        for r in runs:
-            r.play(until=budget)
-        st.rerun()
-    for col, n in zip(cols[1:3], (10, 100)):
-        if col.button(f"Step {n}", key=f"c_step{n}"):
-            for r in runs:
-                r.pause()
-            for r in runs:
-                r.step(n)
-            st.rerun()
-    if cols[3].button("Reset", key="c_reset"):
-        _start(*(st.session_state[k] for k in ("cmp_base", "cmp_specs", "cmp_ui")))
-        st.rerun()
+def transport(s: CompareState, frames: list[RunView]) -> None:
+    row = st.container(horizontal=True, gap="small")
+    if any(f.playing for f in frames):
+        row.button("Pause all", key="c_pause", type="primary", on_click=on_pause)
+    else:
+        row.button("Play all", key="c_play", type="primary", on_click=on_play,
+                   disabled=all(f.step >= s.base.steps or f.paused_reason for f in frames),
+                   help=f"every run trains until step {s.base.steps:,}")
+    for n in (10, 100):
+        row.button(f"Step {n}", key=f"c_step{n}", on_click=on_step, args=(n,))
+    row.button("Reset", key="c_reset", on_click=on_reset)
 
 
-def _ever_active(f: Frame) -> tuple[np.ndarray, np.ndarray]:
-    """Fraction of all the network's positions ever active, over time (per-layer series
-    weighted by layer size)."""
-    x, v = f.telemetry.ever_active_frac.arrays()
-    sizes = np.array([l["n_positions"] for l in f.layers], dtype=float)
-    return x, (v @ sizes / sizes.sum() if v.ndim == 2 else v)
+def smoothed_loss(view: RunView) -> float:
+    _, v = view.telemetry.series["loss"].arrays()
+    v = v[np.isfinite(v)][-SMOOTH_POINTS:]
+    return float(v.mean()) if len(v) else float("nan")
 
 
-def _totals(f: Frame) -> dict:
-    n = sum(l["n_positions"] for l in f.layers)
-    k = sum(l["k"] for l in f.layers)
-    steps, ever = _ever_active(f)
-    return {"k": k, "connectivity": k / n, "ever_active": float(ever[-1]) if len(steps) else k / n}
+def target_flag(view: RunView, budget: int) -> str:
+    """Empty when the run holds its K target, else why not (yet)."""
+    alg = registry.get(view.config.algorithm)
+    k, target = sum(l.k for l in view.layers), sum(w.k_targets(view))
+    n = sum(l.n_positions for l in view.layers)
+    if alg.k_meaning in ("active", "none") or abs(k - target) <= 0.05 * target:
+        return ""
+    if alg.k_meaning == "target":
+        hp = view.hyperparams
+        reach = hp.get("prune_at", 0) + (hp.get("prune_events", 1) - 1) * hp.get("update_every", 0)
+        if view.step < reach:
+            return f"reaches target at step {reach:,}"
+    if alg.k_meaning == "soft" and abs(k - target) <= 0.25 * target:
+        return ""
+    return f"⚠ target missed: {k / n:.3f} vs {target / n:.3f}"
 
 
-def table(frames: list[Frame], specs: list[RunSpec]) -> None:
+def table(frames: list[RunView], s: CompareState) -> None:
     rows = []
-    for f, spec in zip(frames, specs):
-        t = _totals(f)
-        rows.append({"run": ALGORITHM_NAMES[spec.algorithm], "step": f.step,
+    for f in frames:
+        t = w.totals(f)
+        rows.append({"run": registry.label(f.config.algorithm), "step": f.step,
                      "test accuracy": round(f.metrics["test_acc"], 4),
-                     "train loss": round(f.metrics["loss"], 4),
+                     "train loss (smoothed)": round(smoothed_loss(f), 4),
                      "active connections": t["k"], "connectivity": round(t["connectivity"], 4),
+                     "target": round(t["target_k"] / sum(l.n_positions for l in f.layers), 4),
+                     "K status": target_flag(f, s.base.steps) or "ok",
                      "turnover (pruned)": f.telemetry.total_pruned,
-                     "ever active": round(t["ever_active"], 4),
+                     "ever active": round(float(t["ever"][-1]), 4),
                      "wall time (s)": round(f.train_seconds, 1),
                      "status": f.paused_reason or ("training" if f.playing else "paused")})
     st.dataframe(rows, hide_index=True, width="stretch")
 
 
-def _curves(frames: list[Frame], what: str):
-    """(label, steps, values) per run for one compared quantity."""
+def _curves(frames: list[RunView], what: str):
     out = []
     for i, f in enumerate(frames):
         tel = f.telemetry
@@ -188,8 +223,9 @@ def _curves(frames: list[Frame], what: str):
             x, v = tel.pruned.arrays()
             y = v.sum(1) if v.ndim == 2 else v
         else:
-            x, y = _ever_active(f)
-        out.append((f"{i + 1}. {ALGORITHM_NAMES[f.config.algorithm]}", x, y))
+            t = w.totals(f)
+            x, y = t["ever_steps"], t["ever"]
+        out.append((f"{i + 1}. {registry.label(f.config.algorithm)}", x, y))
     return out
 
 
@@ -197,61 +233,66 @@ CHARTS = [("test_acc", "test accuracy"), ("loss", "train loss"),
           ("turnover", "connections pruned per step"), ("ever", "fraction of positions ever active")]
 
 
-def live_views(runs: list[BackgroundSession]) -> None:
+def live_views() -> None:
+    s = compare()
     t0 = time.perf_counter()
-    frames = [r.frame() for r in runs]
+    frames = s.for_fragment()
     playing = any(f.playing for f in frames)
-    if playing != st.session_state.get("cmp_playing"):
+    if playing != s.playing:
         st.rerun(scope="app")  # a run reached the budget or diverged: refresh the buttons
-    table(frames, st.session_state["cmp_specs"])
+    table(frames, s)
+    pal = w.theme()
     cols = st.columns(2)
     for j, (what, title) in enumerate(CHARTS):
-        curves = _curves(frames, what)
+        curves, log = _curves(frames, what), what == "turnover"
         with cols[j % 2]:
             if playing:
                 y_range = (0, 1.02) if what in ("test_acc", "ever") else None
-                st.image(raster.overlay_png(curves, RUN_COLORS, title, y_range=y_range), width="stretch")
+                w.live_image(s.images, f"c_{what}", lambda: raster.overlay_png(
+                    curves, RUN_COLORS, title, pal, y_range=y_range, log=log))
             else:
-                st.plotly_chart(figures.overlay_figure(curves, title, RUN_COLORS), key=f"c_chart{what}",
-                                config={"displayModeBar": False})
-    st.markdown("**Connectivity graphs** (blue +, red −, green: activated last step, grey: pruned)")
+                st.plotly_chart(figures.overlay_figure(curves, title + (" (log)" if log else ""),
+                                                       RUN_COLORS, log=log),
+                                key=f"c_chart{what}", config={"displaylogo": False})
+    st.markdown("**Connectivity graphs**", help=w.GRAPH_LEGEND)
     gcols = st.columns(len(frames))
-    for i, (col, f, r) in enumerate(zip(gcols, frames, runs)):
+    for i, (col, f, r) in enumerate(zip(gcols, frames, s.runs)):
         with col:
-            st.caption(f"{i + 1}. {ALGORITHM_NAMES[f.config.algorithm]} · step {f.step:,}")
-            draw_graph(f, r.info, interactive=False, key=f"c_graph{i}")
+            st.caption(f"{i + 1}. {registry.label(f.config.algorithm)} · step {f.step:,}")
+            w.draw_graph(f, r.info, s.trails[i], interactive=False, images=s.images, key=f"c_graph{i}",
+                         size=(520, 360))
     ms = (time.perf_counter() - t0) * 1e3
-    st.caption(f"frame built in <span id='frame-ms'>{ms:.0f}</span> ms · steps "
-               f"<span id='step-counter'>{','.join(str(f.step) for f in frames)}</span>",
+    debug = f" · frame built in <span id='frame-ms'>{ms:.0f}</span> ms" if st.session_state.get("c_debug") else ""
+    st.caption(f"steps <span id='step-counter'>{','.join(str(f.step) for f in frames)}</span>{debug}",
                unsafe_allow_html=True)
 
 
 def render() -> None:
-    init_state()
-    for msg in st.session_state.get("cmp_url_errors", []):
+    s = compare()
+    if not s.runs:
+        base, specs, ui = compare_from_query(dict(st.query_params))
+        s.url_errors = list(ui.errors)
+        s.start(base, specs, ui)
+    for msg in s.url_errors:
         st.error(msg)
-    if st.session_state.get("cmp_error"):
-        st.error(f"Setup not applied: {st.session_state.pop('cmp_error')}")
-    changed = setup_controls()
-    if changed is not None:
-        _start(*changed, st.session_state["cmp_ui"])
-        st.rerun()
-    runs, base, specs = (st.session_state[k] for k in ("cmp_runs", "cmp_base", "cmp_specs"))
-    st.query_params.from_dict(compare_to_query(base, specs, st.session_state["cmp_ui"]))
+    if s.error:
+        st.error(f"Setup not applied: {s.error}")
+        s.error = ""
+    setup_controls(s)
+    st.sidebar.toggle("Developer info", key="c_debug")
+    st.query_params.from_dict(compare_to_query(s.base, s.specs, s.ui))
     st.title("Compare")
-    st.caption(f"{base.dataset} · hidden {base.hidden} · connectivity {base.connectivity} "
-               f"({base.distribution}) · seed {base.seed} · same data, seed and step budget for every run")
+    b = s.base
+    st.caption(f"{b.dataset} · {b.model} · hidden {b.hidden} · connectivity {b.connectivity} "
+               f"({b.distribution}) · seed {b.seed} · same data, seed and step budget for every run")
     try:
-        frames = [r.frame() for r in runs]
+        frames = s.fetch(force=True)
     except RuntimeError as exc:  # a training process died (killed, out of memory)
         st.error(f"{exc}: start the comparison again from its setup.")
-        if st.button("Start again", key="c_restart", type="primary"):
-            _start(base, specs, st.session_state["cmp_ui"])
-            st.rerun()
+        st.button("Start again", key="c_restart", type="primary", on_click=on_reset)
         return
-    transport(runs, frames, base.steps)
-    playing = any(f.playing for f in frames)
-    st.session_state["cmp_playing"] = playing
-    st.fragment(run_every=TICK if playing else None)(live_views)(runs)
-    if not playing:
-        st.fragment(run_every=HEARTBEAT)(heartbeat)(runs)
+    transport(s, frames)
+    s.playing = any(f.playing for f in frames)
+    st.fragment(run_every=TICK if s.playing else None)(live_views)()
+    if not s.playing:
+        st.fragment(run_every=HEARTBEAT)(w.heartbeat)(s.runs)

@@ -1,433 +1,427 @@
-"""The dashboard page: one function per UI region; state in st.session_state. Training runs in
-the tab's own process (deepr_engine.run.background.BackgroundSession); the page only sends
-requests and draws the frames it gets back."""
+"""The dashboard page. Training runs in the tab's own process (BackgroundSession); the page
+draws the one frame it fetches per rerun (state.DashboardState) and widget callbacks send what
+the user changed. Controls come from the algorithm registry (widgets.py)."""
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
 import streamlit as st
 
-from deepr_engine.run.background import BackgroundSession, Frame, RunInfo
-from deepr_engine.run.config import ALGORITHM_NAMES, ALGORITHMS, PRESETS, RunConfig, preset
+from deepr_engine.run import registry
+from deepr_engine.run.config import MODEL_KINDS, PRESETS, preset
 from deepr_engine.run.data import DATASETS
+from deepr_engine.run.views import RunView
 
+from .. import widgets as w
 from ..charts import figures, graph, raster
-from ..urlstate import UISettings, from_query, to_query
+from ..charts.palette import LAYER_COLORS, theta
+from ..state import DashboardState, dashboard, describe
+from ..urlstate import UISettings, to_query
 
-T_VALUES = [0.0] + [float(f"{m}e{e}") for e in range(-14, 0) for m in (1, 3)]
-ALPHA_VALUES = [0.0] + [float(f"{m}e{e}") for e in range(-8, 0) for m in (1, 3)]
-LR_VALUES = [float(f"{m}e{e}") for e in range(-4, 1) for m in (1, 2, 5)]
-BATCH_VALUES = [1, 2, 4, 8, 10, 16, 32, 64, 128, 256]
-SPEEDS = {"unlimited": 0.0, "1000 steps/s": 1000.0, "100 steps/s": 100.0, "10 steps/s": 10.0,
-          "2 steps/s": 2.0}
-LIVE_TICK = 0.23   # s between live frames while playing
+LIVE_TICK = 0.23     # s between live frames while playing
 BIG_LIVE_TICK = 0.3  # the same for networks too big for plotly (leaves the CPU to training)
-CURVE_TICK = 0.6   # s between redraws of the (slowly changing) curves while playing
-BIG_GRAPH_TICK = 0.5  # s between redraws of a graph too big for plotly while playing
-SLOW_TICK = 3.0    # s between heavy-view refreshes while playing
-HEARTBEAT = 5.0    # s between "tab still open" pings while paused (the run parks after 30 s)
-VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set"]
+CURVE_TICK = 0.6     # s between redraws of the slowly changing curves while playing
+SLOW_TICK = 3.0      # s between heavy-view refreshes while playing
+HEARTBEAT = 5.0      # s between "tab still open" pings while paused (the run parks after 30 s)
+VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
+SETUP_FIELDS = ("dataset", "hidden", "model", "algorithm", "seed")
 
 
-def _nearest(values, v):
-    return min(values, key=lambda x: abs(np.log10(x + 1e-300) - np.log10(v + 1e-300)) if x > 0 and v > 0
-               else (0 if x == v else 1e9))
+# -- callbacks: they change the run and the page state; the page then draws ----------------------
+def on_preset() -> None:
+    s = dashboard()
+    key = f"preset{s.gen}"
+    name = st.session_state[key]
+    if name is None:
+        return
+    ui = UISettings(name, s.ui.steps_per_frame, s.ui.max_steps_per_second)
+    if not s.start(preset(name), ui):  # the selector goes back to the run that is running
+        running = w.preset_index(s.ui.preset, s.frame.config) is not None
+        st.session_state[key] = s.ui.preset if running else None
 
 
-def _fmt(v: float) -> str:
-    return "0" if v == 0 else f"{v:.0e}" if v < 0.01 else f"{v:g}"
-
-
-# -- session lifecycle ---------------------------------------------------------------------------
-def _start(source: RunConfig | bytes, ui: UISettings) -> bool:
-    """A new run in its own process; on a bad setup the current run stays (or the default
-    preset starts when there is none). Returns whether the new run started."""
-    old = st.session_state.get("run")
+def on_setup(field: str) -> None:
+    """Data set, hidden sizes, model kind, method or seed changed: a new run with the current
+    settings and that change."""
+    s = dashboard()
+    key, cfg = f"{field}{s.gen}", s.frame.config
+    value = st.session_state[key]
+    new_cfg = None
     try:
-        run = BackgroundSession(source, steps_per_frame=ui.steps_per_frame,
-                                max_steps_per_second=ui.max_steps_per_second)
-    except (ValueError, FileNotFoundError) as exc:
-        st.session_state["setup_error"] = str(exc)
-        if old is not None:
-            return False
-        run = BackgroundSession(preset("digits-demo"))
-    if old is not None:
-        old.close()
-    st.session_state["run"] = run
-    st.session_state["ui"] = ui
-    st.session_state["gen"] = st.session_state.get("gen", 0) + 1
+        if value is None:
+            raise ValueError("choose one")
+        if field == "hidden":
+            value = [int(v) for v in str(value).split(",") if v.strip()]
+        changes = {field: int(value) if field == "seed" else value}
+        n_layers = type(cfg)(**(cfg.to_dict() | changes)).n_rewired_layers
+        if len(cfg.connectivity) not in (1, n_layers):  # a new layer count: one value for all
+            changes["connectivity"] = [cfg.connectivity[0]]
+        new_cfg = cfg.replace(**changes)
+    except ValueError as exc:
+        s.setup_error = f"{field}: {exc}"
+    if new_cfg is None or not s.start(new_cfg):
+        st.session_state[key] = (",".join(map(str, cfg.hidden)) if field == "hidden"
+                                 else getattr(cfg, field))
+
+
+def on_live(field: str, key: str) -> None:
+    s = dashboard()
+    value = w.value_of(field, key)
+    if field == "theta_min" and value == 0:
+        value = None  # back to the rule of thumb
+    _send(s, **{field: value})
+
+
+def on_conn(_: int) -> None:
+    s = dashboard()
+    conn = [st.session_state[f"conn{i}_{s.gen}"] for i in range(len(s.frame.layers))]
+    _send(s, connectivity=conn)
+
+
+def on_k_text() -> None:
+    s = dashboard()
+    text = st.session_state[f"ktext{s.gen}"].strip()
+    if not text:
+        return
+    try:
+        ks = [int(v) for v in text.split(",")]
+    except ValueError:
+        s.live_error = f"K: comma-separated whole numbers, one per layer; got {text!r}"
+        return
+    if _send(s, k=ks):
+        w.set_conn_sliders(ks, s.frame, s.gen)
+
+
+def _send(s: DashboardState, **changes) -> bool:
+    try:
+        s.run.set_hyperparams(**changes)
+    except ValueError as exc:
+        s.live_error = str(exc)
+        return False
+    s.live_error = ""
     return True
 
 
-def _run() -> BackgroundSession:
-    return st.session_state["run"]
+def on_speed() -> None:
+    s = dashboard()
+    s.ui.steps_per_frame = int(st.session_state[f"spf{s.gen}"])
+    s.ui.max_steps_per_second = w.SPEEDS[st.session_state[f"speed{s.gen}"]]
+    s.run.set_speed(s.ui.steps_per_frame, s.ui.max_steps_per_second)
 
 
-def init_state() -> None:
-    if "run" in st.session_state:
-        return
-    cfg, ui = from_query(dict(st.query_params))
-    st.session_state["url_errors"] = list(ui.errors)
-    _start(cfg, ui)
+def on_upload() -> None:
+    s = dashboard()
+    up = st.session_state.get(f"upload{s.gen}")
+    if up is not None:
+        s.load(up.getvalue())
 
 
-# -- sidebar regions ------------------------------------------------------------------------------
-def setup_controls(frame: Frame) -> RunConfig | None:
-    """Data set, preset, architecture, algorithm, seed: a change starts a new run."""
-    ui, cfg = st.session_state["ui"], frame.config
-    st.sidebar.header("Setup")
-    name = st.sidebar.selectbox("Preset", list(PRESETS), index=list(PRESETS).index(ui.preset), key="preset")
-    if name != ui.preset:
-        ui.preset = name
-        return preset(name)
-    dataset = st.sidebar.selectbox("Data set", DATASETS, index=DATASETS.index(cfg.dataset), key="dataset")
-    hidden = st.sidebar.text_input("Hidden layer sizes", ",".join(map(str, cfg.hidden)), key="hidden",
-                                   help="comma-separated, e.g. 32,16")
-    algorithm = st.sidebar.selectbox("Algorithm", ALGORITHMS, index=ALGORITHMS.index(cfg.algorithm),
-                                     format_func=ALGORITHM_NAMES.get, key="algorithm",
-                                     help="Deep R and soft-Deep R; the others are the methods they are "
-                                          "compared with (Compare page)")
-    seed = st.sidebar.number_input("Seed", 0, 2**31 - 1, cfg.seed, key="seed")
+def on_play() -> None:
+    dashboard().run.play()
+
+
+def on_pause() -> None:
+    dashboard().run.pause()
+
+
+def on_step(n: int) -> None:
+    run = dashboard().run
+    run.pause()
+    run.step(n)
+
+
+def on_reset() -> None:
+    s = dashboard()
+    s.start(s.frame.config if s.frame is not None else s.run.config)
+
+
+def on_resume() -> None:
+    dashboard().run.resume()
+
+
+def on_track_sample() -> None:
+    dashboard().run.track_default(int(st.session_state["track_n"]))
+
+
+def on_track() -> None:
+    s = dashboard()
+    text = st.session_state.get("track_text", "")
     try:
-        sizes = [int(v) for v in hidden.split(",") if v.strip()]
-        new = cfg.replace(dataset=dataset, hidden=sizes, algorithm=algorithm, seed=int(seed),
-                          connectivity=cfg.connectivity if len(sizes) == len(cfg.hidden) else [cfg.connectivity[0]])
+        pairs = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item.strip()]
+        if not pairs or any(len(p) != 2 for p in pairs):
+            raise ValueError("each entry must be layer:position, e.g. 0:12")
+        s.run.track([p[0] for p in pairs], [p[1] for p in pairs])
+        s.live_error = ""
     except ValueError as exc:
-        st.sidebar.error(f"Setup: {exc}")
-        return None
-    return new if new.to_dict() != cfg.to_dict() else None
+        s.live_error = f"Tracked set: {exc}"
 
 
-def live_controls(frame: Frame) -> dict:
-    """Sliders that act at the next step, without a reset. Returns the requested values."""
-    gen, hp = st.session_state["gen"], frame.hyperparams
-    st.sidebar.header("Live")
-    out = {}
-    algorithm = frame.config.algorithm
-    if algorithm in ("deepr", "soft-deepr"):  # the others have no noise
-        out["temperature"] = st.sidebar.select_slider("Temperature T", T_VALUES,
-                                                      _nearest(T_VALUES, hp["temperature"]),
-                                                      format_func=_fmt, key=f"T{gen}")
-    if algorithm in ("deepr", "soft-deepr", "l1"):
-        out["alpha"] = st.sidebar.select_slider("L1 strength alpha", ALPHA_VALUES,
-                                                _nearest(ALPHA_VALUES, hp["alpha"]),
-                                                format_func=_fmt, key=f"alpha{gen}")
-    out["lr"] = st.sidebar.select_slider("Learning rate", LR_VALUES, _nearest(LR_VALUES, hp["lr"]),
-                                         format_func=_fmt, key=f"lr{gen}")
-    out["batch_size"] = st.sidebar.select_slider("Batch size", BATCH_VALUES,
-                                                 _nearest(BATCH_VALUES, hp["batch_size"]), key=f"batch{gen}")
-    if algorithm == "dense":
-        return out  # every connection stays: no K
-    st.sidebar.caption("K: connectivity per layer (active count shown)")
-    conn = []
-    for i, layer in enumerate(frame.layers):
-        c = st.sidebar.slider(f"Layer {i} connectivity", 0.001, 1.0, float(round(layer["connectivity"], 3)),
-                              step=0.001, format="%.3f", key=f"conn{i}_{gen}",
-                              help=f"{layer['n_positions']} positions")
-        conn.append(c)
-        st.sidebar.caption(f"Layer {i}: K = {layer['k']} of {layer['n_positions']}")
-    out["connectivity"] = conn
-    out["k_text"] = st.sidebar.text_input("…or exact K per layer", "", key=f"ktext{gen}",
-                                          placeholder=",".join(str(l["k"]) for l in frame.layers))
-    if frame.config.algorithm == "soft-deepr":
-        tm = st.sidebar.number_input("theta_min (0 = rule of thumb)", max_value=0.0,
-                                     value=float(frame.config.theta_min), format="%.3g", key=f"tmin{gen}")
-        out["theta_min"] = tm
-    return out
+# -- sidebar ------------------------------------------------------------------------------------
+def setup_controls(s: DashboardState, view: RunView) -> None:
+    """Preset, data set, architecture, method, seed: a change starts a new run."""
+    sb, cfg, g = st.sidebar, view.config, s.gen
+    sb.header("Setup")
+    idx = w.preset_index(s.ui.preset, cfg)
+    sb.selectbox("Preset", list(PRESETS), key=w.init(f"preset{g}", None if idx is None else s.ui.preset),
+                 on_change=on_preset, placeholder="custom setup (see below)",
+                 help="A preset is a whole setup: data, network, method, seed and hyperparameters.")
+    sb.selectbox("Data set", DATASETS, key=w.init(f"dataset{g}", cfg.dataset),
+                 on_change=on_setup, args=("dataset",))
+    sb.text_input("Hidden layer sizes", key=w.init(f"hidden{g}", ",".join(map(str, cfg.hidden))),
+                  on_change=on_setup, args=("hidden",), help="comma-separated, e.g. 32,16")
+    sb.segmented_control("Model", MODEL_KINDS, key=w.init(f"model{g}", cfg.model), on_change=on_setup,
+                         args=("model",), help="mlp: fully connected; conv: two rewired conv layers "
+                                               "before the fully connected ones (image data)")
+    sb.selectbox("Algorithm", registry.names(), key=w.init(f"algorithm{g}", cfg.algorithm),
+                 format_func=registry.label, on_change=on_setup, args=("algorithm",),
+                 help="Deep R and soft-Deep R; the others are the methods they are compared with")
+    sb.number_input("Seed", 0, 2**31 - 1, key=w.init(f"seed{g}", cfg.seed), on_change=on_setup,
+                    args=("seed",))
 
 
-def speed_controls(run: BackgroundSession) -> None:
-    ui, gen = st.session_state["ui"], st.session_state["gen"]
-    ui.steps_per_frame = st.sidebar.slider("Steps per frame", 1, 500, ui.steps_per_frame, key=f"spf{gen}")
-    label = next((k for k, v in SPEEDS.items() if v == ui.max_steps_per_second), "unlimited")
-    ui.max_steps_per_second = SPEEDS[st.sidebar.selectbox("Speed limit", list(SPEEDS),
-                                                          list(SPEEDS).index(label), key=f"speed{gen}")]
-    run.set_speed(ui.steps_per_frame, ui.max_steps_per_second)
+def live_controls(s: DashboardState, view: RunView) -> None:
+    """The method's live controls from the registry; each acts at the next step, no reset."""
+    sb, hp, g = st.sidebar, view.hyperparams, s.gen
+    sb.header("Live")
+    for field in registry.get(view.config.algorithm).controls:
+        value = hp.get(field, getattr(view.config, field))
+        if field == "theta_min":
+            value = view.config.theta_min
+        key = f"{field}{g}"
+        w.control(sb, field, value, key, on_live, (field, key), start=getattr(s.run.info.config, field))
+    w.k_controls(sb, view, g, on_conn, on_k_text)
+    if s.live_error:
+        sb.error(s.live_error)
+    sb.slider("Steps per frame", 1, 500, key=w.init(f"spf{g}", s.ui.steps_per_frame), on_change=on_speed,
+              help=w.SPF_HELP)
+    label = next((k for k, v in w.SPEEDS.items() if v == s.ui.max_steps_per_second), "unlimited")
+    sb.selectbox("Speed limit", list(w.SPEEDS), key=w.init(f"speed{g}", label),
+                 on_change=on_speed, help=w.SPEED_HELP)
 
 
-def apply_live(values: dict, frame: Frame) -> bool:
-    """Send what the user moved since the last run of the page; a bad value is shown (until it
-    is changed) and nothing changes. Compared with the widgets' previous values, not with the
-    run's: K drifts under soft-Deep R and pruning, lr decays per epoch. Returns whether
-    anything was sent."""
-    gen = st.session_state["gen"]
-    prev = st.session_state.get("live_prev")
-    st.session_state["live_prev"] = (gen, dict(values))
-    if prev is None or prev[0] != gen:
-        return False  # first look at this run's widgets: nothing was moved yet
-    moved = {k: v for k, v in values.items() if v != prev[1].get(k)}
-    if not moved:
-        if st.session_state.get("live_error"):
-            st.sidebar.error(st.session_state["live_error"])
-        return False
-    st.session_state.pop("live_error", None)
-    changes = {k: moved[k] for k in ("temperature", "alpha", "lr", "batch_size") if k in moved}
-    if "k_text" in moved and values["k_text"].strip():
-        try:
-            changes["k"] = [int(v) for v in values["k_text"].split(",")]
-        except ValueError:
-            st.session_state["live_error"] = (f"K: comma-separated whole numbers, one per layer; "
-                                              f"got {values['k_text']!r}")
-    elif "connectivity" in moved:
-        changes["connectivity"] = values["connectivity"]
-    if "theta_min" in moved:
-        changes["theta_min"] = values["theta_min"] if values["theta_min"] < 0 else None
-    if changes:
-        try:
-            _run().set_hyperparams(**changes)
-        except ValueError as exc:
-            st.session_state["live_error"] = str(exc)
-    if st.session_state.get("live_error"):
-        st.sidebar.error(st.session_state["live_error"])
-        return False
-    return bool(changes)
+def file_controls(s: DashboardState, view: RunView) -> None:
+    sb, run = st.sidebar, s.run
+    sb.header("Files")
+    sb.download_button("Download checkpoint", run.checkpoint, file_name=f"deepr-step{view.step}.safetensors",
+                       on_click="ignore", key="dl_ckpt")
+    sb.download_button("Download metrics CSV", run.metrics_csv, file_name="metrics.csv", mime="text/csv",
+                       on_click="ignore", key="dl_csv", help="step, series, value, previous; "
+                       "hyperparameter changes as change:<field> rows")
+    sb.file_uploader("Load checkpoint", type=["safetensors"], key=f"upload{s.gen}", on_change=on_upload,
+                     help="Continues the uploaded run with its own setup (safetensors; nothing is unpickled)")
+    if s.upload_error:
+        sb.error(s.upload_error)
+    sb.toggle("Developer info", key="debug", help="frame build time and the run's id")
 
 
-def file_controls(run: BackgroundSession, frame: Frame) -> None:
-    st.sidebar.header("Files")
-    st.sidebar.download_button("Download checkpoint", run.checkpoint,
-                               file_name=f"deepr-step{frame.step}.safetensors", on_click="ignore",
-                               key="dl_ckpt")
-    st.sidebar.download_button("Download metrics CSV", run.metrics_csv, file_name="metrics.csv",
-                               mime="text/csv", on_click="ignore", key="dl_csv")
-    up = st.sidebar.file_uploader("Load checkpoint", type=["safetensors"], key="upload")
-    if up is not None and st.session_state.get("loaded_upload") != up.file_id:
-        st.session_state["loaded_upload"] = up.file_id
-        if _start(up.getvalue(), st.session_state["ui"]):
-            st.session_state.pop("upload_error", None)
-            st.rerun()
-        st.session_state["upload_error"] = st.session_state.pop("setup_error")
-    if st.session_state.get("upload_error"):
-        st.sidebar.error(st.session_state["upload_error"])
+# -- main area ----------------------------------------------------------------------------------
+def layer_names(view: RunView) -> str:
+    parts = [f"conv {l.shape[1]}→{l.shape[0]} ({l.shape[2]}x{l.shape[3]})" if len(l.shape) == 4
+             else f"{l.shape[1]}→{l.shape[0]}" for l in view.layers]
+    return ", ".join(parts)
 
 
-# -- main area --------------------------------------------------------------------------------
-def transport(run: BackgroundSession, frame: Frame) -> None:
-    """Play / Pause, Step 1/10/100, Reset."""
-    cols = st.columns([1.2, 1, 1, 1, 1, 6])
-    if frame.playing:
-        if cols[0].button("Pause", key="pause", type="primary"):
-            run.pause()
-            st.rerun()
-    elif cols[0].button("Play", key="play", type="primary", disabled=bool(frame.paused_reason)):
-        run.play()
-        st.rerun()
-    for col, n in zip(cols[1:4], (1, 10, 100)):
-        if col.button(f"Step {n}", key=f"step{n}"):
-            run.pause()
-            run.step(n)
-            st.rerun()
-    if cols[4].button("Reset", key="reset"):
-        _start(frame.config, st.session_state["ui"])
-        st.rerun()
-    if frame.paused_reason:
-        c = cols[5]
-        c.error(frame.paused_reason)
-        if c.button("Resume after divergence", key="resume"):
-            run.resume()
-            st.rerun()
+def transport(s: DashboardState, view: RunView) -> None:
+    """Play / Pause, Step 1/10/100, Reset, figure downloads."""
+    row = st.container(horizontal=True, gap="small")
+    if view.playing:
+        row.button("Pause", key="pause", type="primary", on_click=on_pause)
+    else:
+        row.button("Play", key="play", type="primary", on_click=on_play, disabled=bool(view.paused_reason))
+    for n in (1, 10, 100):
+        row.button(f"Step {n}", key=f"step{n}", on_click=on_step, args=(n,))
+    row.button("Reset", key="reset", on_click=on_reset, help="the same setup from step 0")
+    with row.popover("Download figures"):
+        info, pal = s.run.info, w.theme()
+        st.download_button("Graph (PNG)", lambda: w.graph_png(view, info, s.trail), "graph.png",
+                           "image/png", on_click="ignore", key="dl_graph")
+        st.download_button("Accuracy and loss (PNG)", lambda: w.encode(raster.accuracy_png(
+            view.telemetry, pal, (1200, 500)), "PNG"), "accuracy.png", "image/png", on_click="ignore",
+            key="dl_acc")
+        st.download_button(f"{theta()} walks (PNG)", lambda: w.encode(raster.walks_png(
+            view.telemetry, LAYER_COLORS, pal, (1200, 400)), "PNG"), "walks.png", "image/png",
+            on_click="ignore", key="dl_walks")
+        st.caption("Paused, every chart also has a camera button (PNG) in its corner.")
+    if view.paused_reason:
+        st.error(view.paused_reason)
+        st.button("Resume after divergence", key="resume", on_click=on_resume)
 
 
-def status_line(frame: Frame) -> None:
-    m = frame.metrics
-    c = st.columns(5)
-    c[0].metric("Step", f"{frame.step:,}")
-    c[1].metric("Steps/s", f"{frame.steps_per_second:,.0f}" if frame.playing else "paused")
-    c[2].metric("Test accuracy", f"{m['test_acc']:.3f}")
-    c[3].metric("Train loss", f"{m['loss']:.3f}")
-    c[4].metric("Active connections", f"{sum(l['k'] for l in frame.layers):,}")
+def status_line(view: RunView) -> None:
+    m = view.metrics
+    row = st.container(horizontal=True, gap="medium")
+    row.metric("Step", f"{view.step:,}", width="content")
+    row.metric("Steps/s", f"{view.steps_per_second:,.0f}" if view.playing else "paused", width="content",
+               help="wall clock: steps between two frames over the time between them")
+    row.metric("Test accuracy", w.metric(m.get("test_acc")), width="content")
+    row.metric("Train loss", w.metric(m.get("loss")), width="content", help="last minibatch")
+    row.metric("Active connections", f"{sum(l.k for l in view.layers):,}", width="content")
 
 
-def _theta_min(frame: Frame) -> list[float] | None:
-    return frame.hyperparams.get("theta_min")
-
-
-def live_views(run: BackgroundSession) -> None:
-    """Redrawn every LIVE_TICK while playing: counters, graph, curves, walks. While playing
-    everything here is a server-drawn PNG (cheap for the browser); paused, the same views are
-    interactive plotly charts."""
+def live_views() -> None:
+    """Redrawn every LIVE_TICK while playing: counters, graph, curves, walks. Playing, they are
+    images (cheap for the browser); paused, interactive plotly charts."""
+    s = dashboard()
     t0 = time.perf_counter()
-    frame = run.frame()
-    if frame.playing != st.session_state.get("playing"):
-        st.rerun(scope="app")  # the run paused by itself (diverged) or the buttons are stale
-    tel = frame.telemetry
-    status_line(frame)
+    view = s.for_fragment()
+    if view.playing != s.playing:
+        st.rerun(scope="app")  # the run stopped by itself (diverged) or the buttons are stale
+    status_line(view)
+    sync_url(s, view)
+    pal, tel, info = w.theme(), view.telemetry, s.run.info
     left, right = st.columns([1.25, 1])
     with left:
-        st.markdown("**Connectivity graph** — blue +, red −, green: activated last step, grey: pruned; "
-                    "white units are dead")
-        draw_graph(frame, run.info, interactive=not frame.playing)
+        st.markdown("**Connectivity graph**", help=w.GRAPH_LEGEND)
+        w.draw_graph(view, info, s.trail, interactive=not view.playing, images=s.images)
+        w.rewiring_counters(st, view, s.trail)
     with right:
-        st.markdown("**Accuracy and loss**")
-        if frame.playing:
-            _jpeg("acc", lambda: raster.accuracy_png(tel, size=(520, 300)))
+        st.markdown("**Accuracy and loss** (dashed: hyperparameter changes)")
+        if view.playing:
+            w.live_image(s.images, "acc", lambda: raster.accuracy_png(tel, pal, (560, 340)), CURVE_TICK)
         else:
-            st.plotly_chart(figures.accuracy_figure(tel), key="acc_chart", config={"displayModeBar": False})
-    st.markdown("**θ random walks** of the tracked connections (grey: dormant)")
-    if frame.playing:
-        _jpeg("walks", lambda: raster.walks_png(tel, figures.LAYER_COLORS, size=(1160, 250),
-                                                theta_min=_theta_min(frame)))
+            st.plotly_chart(figures.accuracy_figure(tel), key="acc_chart", config={"displaylogo": False})
+    st.markdown(f"**{theta()} random walks** of the tracked connections (grey: dormant)")
+    tmin = view.hyperparams.get("theta_min")
+    if view.playing:
+        w.live_image(s.images, "walks", lambda: raster.walks_png(tel, LAYER_COLORS, pal, (1160, 260), tmin),
+                     CURVE_TICK)
     else:
-        st.plotly_chart(figures.walks_figure(tel, theta_min=_theta_min(frame)), key="walks_chart",
-                        config={"displayModeBar": False})
-    st.session_state["frame_ms"] = (time.perf_counter() - t0) * 1e3
-    st.caption(f"frame built in <span id='frame-ms'>{st.session_state['frame_ms']:.0f}</span> ms · "
-               f"step counter <span id='step-counter'>{frame.step}</span>", unsafe_allow_html=True)
+        st.plotly_chart(figures.walks_figure(tel, theta_min=tmin), key="walks_chart",
+                        config={"displaylogo": False})
+    s.frame_ms = (time.perf_counter() - t0) * 1e3
+    debug = f" · frame built in <span id='frame-ms'>{s.frame_ms:.0f}</span> ms · run {s.run.run_id}" \
+        if st.session_state.get("debug") else ""
+    st.caption(f"step <span id='step-counter'>{view.step}</span>{debug}", unsafe_allow_html=True)
 
 
-def _jpeg(name: str, draw, every: float = CURVE_TICK) -> None:
-    """A live image redrawn at most every `every` seconds; in between the same bytes go out
-    again, which the browser already holds (same media URL: no fetch, no decode)."""
-    cache = st.session_state.setdefault("jpeg_cache", {})
-    when, data = cache.get(name, (-1e9, None))
-    if time.monotonic() - when >= every:
-        buf = io.BytesIO()
-        draw().save(buf, format="JPEG", quality=85)
-        data = buf.getvalue()
-        cache[name] = (time.monotonic(), data)
-    st.image(data, width="stretch")
-
-
-def draw_graph(frame: Frame, info: RunInfo, interactive: bool, key: str = "graph_chart") -> None:
-    lin = [l for l in frame.layers if len(l["shape"]) == 2]
-    sizes = [info.n_features, *frame.config.hidden, info.n_classes]
-    image_shape = info.image_shape
-    if frame.config.model == "conv":
-        st.info("Graph shows the fully connected layers only (the conv kernels are in Weights).")
-        sizes, image_shape = [lin[0]["shape"][1], *[l["shape"][0] for l in lin]], None
-    layout = graph.layered_layout(tuple(sizes), image_shape)
-    big = graph.n_edges(lin) > graph.PLOTLY_EDGE_LIMIT
-    if interactive and not big:
-        st.plotly_chart(graph.plotly_graph(lin, layout), key=key, config={"displayModeBar": False})
-    else:  # a big graph refreshes more slowly while playing (drawing it is the costly part)
-        _jpeg(key, lambda: graph.raster_graph(lin, layout, size=(660, 380)),
-              every=BIG_GRAPH_TICK if big and not interactive else 0.0)
-
-
-def slow_views(run: BackgroundSession) -> None:
-    """Heavier views, refreshed every SLOW_TICK while playing."""
-    view = st.session_state.get("view", VIEWS[0])
-    if view == "Tracked set":
-        tracked_controls(run)
-        return
-    info = run.info
-    if view == "Transitions":
-        frame = run.frame()
-        tel = frame.telemetry
+def slow_views() -> None:
+    """Heavier views, refreshed every SLOW_TICK while playing, from the latest frame (they fetch
+    no frame of their own: the graph keeps every event)."""
+    s = dashboard()
+    view, info, pal = s.frame, s.run.info, w.theme()
+    choice = st.session_state.get("view") or VIEWS[0]
+    tel = view.telemetry
+    if choice == "Transitions":
         a, b = st.columns(2)
-        if frame.playing:  # images while playing (cheap for the browser), plotly when paused
-            c = figures.LAYER_COLORS
-            with a:
-                _jpeg("trans", lambda: raster.transitions_png(tel, c), every=0)
-                _jpeg("life", lambda: raster.lifetime_png(tel, c), every=0)
-            with b:
-                _jpeg("raster", lambda: raster.tracked_raster_png(tel), every=0)
-                _jpeg("ever", lambda: raster.ever_active_png(tel, c), every=0)
+        if view.playing:
+            w.live_image(s.images, "trans", lambda: raster.transitions_png(tel, LAYER_COLORS, pal), where=a)
+            w.live_image(s.images, "life", lambda: raster.lifetime_png(tel, LAYER_COLORS, pal), where=a)
+            w.live_image(s.images, "raster", lambda: raster.tracked_raster_png(tel, pal), where=b)
+            w.live_image(s.images, "ever", lambda: raster.ever_active_png(tel, LAYER_COLORS, pal), where=b)
             return
         a.plotly_chart(figures.transitions_figure(tel), key="trans_chart")
         b.plotly_chart(figures.raster_figure(tel), key="raster_chart")
         a.plotly_chart(figures.lifetime_figure(tel), key="life_chart")
         b.plotly_chart(figures.ever_active_figure(tel), key="ever_chart")
-    elif view == "Posterior":
-        snap = run.snapshot()
-        hp = snap["hyperparams"]
+    elif choice == "Posterior":
+        snap = s.snapshot()
+        hp = snap.hyperparams
+        if "temperature" not in hp:
+            st.info(f"{registry.label(snap.config.algorithm)} has no temperature: the posterior "
+                    "view is for Deep R and soft-Deep R.")
+            return
         st.plotly_chart(figures.posterior_figure(snap, hp["alpha"], hp["temperature"], hp.get("theta_min")),
                         key="post_chart")
-        st.caption("Theory: density of θ with zero gradient (spec) — exponential with mean T/α on "
-                   "active θ; for soft-Deep R flat on [θ_min, 0).")
-    elif view == "Weights":
-        snap = run.snapshot()
-        cols = st.columns(min(3, len(snap["layers"])))
-        for i, layer in enumerate(snap["layers"]):
-            cols[i % len(cols)].plotly_chart(figures.weights_figure(layer, f"Layer {i} weights {layer['shape']}"),
+        st.caption("Theory (docs/algorithms.md): density of θ with zero gradient — exponential with "
+                   "mean T/α on active θ; for soft-Deep R flat on [θ_min, 0).")
+    elif choice == "Weights":
+        snap = s.snapshot()
+        cols = st.columns(min(3, len(snap.layers)))
+        for i, layer in enumerate(snap.layers):
+            cols[i % len(cols)].plotly_chart(figures.weights_figure(layer, f"Layer {i} weights {layer.shape}"),
                                              key=f"w_chart{i}")
-        if info.image_shape and info.config.model == "mlp":
+        st.caption("Blue: positive, red: negative (as in the graph); dormant connections are 0.")
+        if info.image_shape and snap.config.model == "mlp":
             a, b = st.columns(2)
-            a.plotly_chart(figures.image_figure(figures.fan_in_images(snap["layers"][0], info.image_shape),
+            a.plotly_chart(figures.image_figure(figures.fan_in_images(snap.layers[0], info.image_shape),
                                                 "Fan-in masks of hidden units", zmid=0.5), key="fanin_chart")
-            b.plotly_chart(figures.image_figure(figures.fan_out_image(snap["layers"][0], info.image_shape),
+            b.plotly_chart(figures.image_figure(figures.fan_out_image(snap.layers[0], info.image_shape),
                                                 "Active outgoing connections per pixel", colorscale="Viridis"),
                            key="fanout_chart")
-    elif view == "Decision boundary":
+    elif choice == "Decision boundary":
         if info.is_2d:
             xs = np.linspace(-2.5, 2.5, 80)
             x, y = info.points
-            st.plotly_chart(figures.boundary_figure(xs, xs, run.predict_grid(xs, xs), x, y), key="boundary_chart")
+            st.plotly_chart(figures.boundary_figure(xs, xs, s.run.predict_grid(xs, xs), x, y),
+                            key="boundary_chart")
         else:
             st.info("The decision boundary is drawn for 2-D data sets (spiral, moons, circles, xor, blobs).")
+    elif choice == "Tracked set":
+        tracked_controls(view)
+    else:
+        change_log(view)
 
 
-def tracked_controls(run: BackgroundSession) -> None:
-    tel = run.frame().telemetry
+def tracked_controls(view: RunView) -> None:
+    tel = view.telemetry
     st.write(f"Tracking {len(tel.tracked_pos)} connections: "
              + ", ".join(f"L{l}:{p}" for l, p in zip(tel.tracked_layer, tel.tracked_pos)))
     c1, c2 = st.columns(2)
-    n = c1.number_input("Sample size", 2, 200, max(2, len(tel.tracked_pos)), key="track_n")
-    if c1.button("Re-sample tracked connections", key="track_sample"):
-        run.track_default(int(n))
-    text = c2.text_input("Track these (layer:position, comma-separated)", key="track_text",
-                         placeholder="0:12, 1:40")
-    if c2.button("Track", key="track_apply") and text.strip():
-        try:
-            pairs = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("each entry must be layer:position, e.g. 0:12")
-            run.track([p[0] for p in pairs], [p[1] for p in pairs])
-        except ValueError as exc:
-            st.error(f"Tracked set: {exc}")
+    c1.number_input("Sample size", 2, 200, max(2, len(tel.tracked_pos)), key="track_n")
+    c1.button("Re-sample tracked connections", key="track_sample", on_click=on_track_sample)
+    c2.text_input("Track these (layer:position, comma-separated)", key="track_text", placeholder="0:12, 1:40")
+    c2.button("Track", key="track_apply", on_click=on_track)
 
 
-def heartbeat(runs: list[BackgroundSession]) -> None:
-    """Tells paused runs that their tab is still open (a run with no news for 30 s parks)."""
-    for run in runs:
-        run.heartbeat()
+def change_log(view: RunView) -> None:
+    from ..charts import changes
+    rows = [{"step": c[0], "change": changes.label(c), "field": c[1]} for c in view.telemetry.changes]
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    else:
+        st.caption("No hyperparameter change yet (moves of the live controls are listed here).")
 
 
 # -- the page -----------------------------------------------------------------------------------
+def sync_url(s: DashboardState, view: RunView) -> None:
+    """The setup in the URL. Written by every run of the page and its fragments: an update
+    sent while a fragment run is in flight can be lost in the browser, the next one repairs it."""
+    hp = view.hyperparams
+    st.query_params.from_dict(to_query(view.config, s.ui, lr=hp["lr"], batch_size=hp["batch_size"],
+                                       connectivity=w.k_target_connectivity(view)))
+
+
+def keepalive() -> None:
+    """While paused: the run hears from its tab (it parks after 30 s of silence); the URL is
+    written again."""
+    s = dashboard()
+    w.heartbeat([s.run])
+    if s.frame is not None:
+        sync_url(s, s.frame)
+
+
 def render() -> None:
-    init_state()
-    for msg in st.session_state.get("url_errors", []):
+    s = dashboard()
+    if s.run is None:
+        s.init_from_url(dict(st.query_params))
+    for msg in s.url_errors:
         st.error(msg)
-    if st.session_state.get("setup_error"):
-        st.error(f"Setup not applied: {st.session_state.pop('setup_error')}")
-    run = _run()
+    if s.notice:
+        st.info(s.notice)
+    if s.setup_error:
+        st.error(f"Setup not applied: {s.setup_error}")
+        s.setup_error = ""
     try:
-        frame = run.frame()
+        view = s.fetch(force=True)
     except RuntimeError as exc:  # the training process died (killed, out of memory)
         st.error(f"{exc}: this run's state is lost. Start it again from its setup.")
-        if st.button("Start again", key="restart", type="primary"):
-            _start(run.config, st.session_state["ui"])
-            st.rerun()
+        st.button("Start again", key="restart", type="primary", on_click=on_reset)
         return
-    new_cfg = setup_controls(frame)
-    if new_cfg is not None:
-        _start(new_cfg, st.session_state["ui"])
-        st.rerun()
-    values = live_controls(frame)
-    speed_controls(run)
-    if apply_live(values, frame):
-        frame = run.frame()
-    file_controls(run, frame)
-    hp = frame.hyperparams
-    conn = [round(l["connectivity"], 4) for l in frame.layers]
-    st.query_params.from_dict(to_query(frame.config, st.session_state["ui"], lr=hp["lr"], alpha=hp["alpha"],
-                                       temperature=hp["temperature"], k_conn=conn,
-                                       batch_size=hp["batch_size"]))
+    setup_controls(s, view)
+    live_controls(s, view)
+    file_controls(s, view)
+    sync_url(s, view)
     # Live frames replace elements in place: no fading of the old frame while the next one builds.
     st.html("<style>.stElementContainer[data-stale='true']{opacity:1!important;transition:none!important}"
             "</style>")
     st.title("DeepR Studio")
-    info = run.info
-    st.caption(f"{frame.config.algorithm} on {frame.config.dataset} · layers "
-               f"{[info.n_features, *frame.config.hidden, info.n_classes]} · device {info.device}")
-    transport(run, frame)
-    st.session_state["playing"] = frame.playing
-    big = sum(l["k"] for l in frame.layers if len(l["shape"]) == 2) > graph.PLOTLY_EDGE_LIMIT
-    tick = BIG_LIVE_TICK if big else LIVE_TICK
-    st.fragment(run_every=tick if frame.playing else None)(live_views)(run)
+    st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}")
+    transport(s, view)
+    s.playing = view.playing
+    big = graph.n_edges(view.layers) > graph.PLOTLY_EDGE_LIMIT
+    st.fragment(run_every=(BIG_LIVE_TICK if big else LIVE_TICK) if view.playing else None)(live_views)()
     st.segmented_control("View", VIEWS, default=VIEWS[0], key="view")
-    st.fragment(run_every=SLOW_TICK if frame.playing else None)(slow_views)(run)
-    if not frame.playing:
-        st.fragment(run_every=HEARTBEAT)(heartbeat)([run])
+    st.fragment(run_every=SLOW_TICK if view.playing else None)(slow_views)()
+    if not view.playing:
+        st.fragment(run_every=HEARTBEAT)(keepalive)()

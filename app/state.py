@@ -1,0 +1,196 @@
+"""Typed page state: one small object per page behind st.session_state, and the run lifecycle
+the pages' callbacks use (start, reattach, load). Pages draw from these objects; only callbacks
+change them.
+
+A frame takes the rewiring events since the previous one, so a rerun fetches at most one frame
+(`DashboardState.fetch`) and every view the page gets (frames and full snapshots) passes through
+`take`, which feeds the graph's fading trail."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from deepr_engine.run import registry
+from deepr_engine.run.background import BackgroundSession
+from deepr_engine.run.config import RunConfig, preset
+from deepr_engine.run.views import RunView
+
+from .charts.graph import EventTrail
+from .urlstate import RunSpec, UISettings, run_config
+
+START_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def describe(cfg: RunConfig) -> str:
+    """A run's setup in a few words: method, data, model, seed."""
+    model = "conv + " if cfg.model == "conv" else ""
+    return (f"{registry.label(cfg.algorithm)} on {cfg.dataset}, {model}hidden "
+            f"{','.join(map(str, cfg.hidden))}, seed {cfg.seed}")
+
+
+@dataclass
+class DashboardState:
+    ui: UISettings = field(default_factory=UISettings)
+    run: BackgroundSession | None = None
+    gen: int = 0                    # bumps with every new run: its widgets start afresh
+    frame: RunView | None = None    # the latest view of the run
+    fresh: bool = False             # fetched by this full rerun, not yet used by the live fragment
+    playing: bool = False           # as the page last drew it
+    trail: EventTrail = field(default_factory=EventTrail)
+    url_errors: list[str] = field(default_factory=list)
+    notice: str = ""                # "loaded: step N, ..." or "the run in the URL is gone ..."
+    setup_error: str = ""
+    live_error: str = ""
+    upload_error: str = ""
+    images: dict = field(default_factory=dict)  # name -> (time, bytes) of the live images
+    frame_ms: float = 0.0
+
+    # -- lifecycle (called from init and from callbacks) ----------------------------------------
+    def start(self, source: RunConfig | bytes, ui: UISettings | None = None) -> bool:
+        """A new run in its own process. On a bad setup the current run stays (the default
+        preset starts when there is none) and `setup_error` says why. Returns whether the new
+        run started."""
+        ui = ui or self.ui
+        try:
+            run = BackgroundSession(source, steps_per_frame=ui.steps_per_frame,
+                                    max_steps_per_second=ui.max_steps_per_second)
+        except START_ERRORS as exc:
+            self.setup_error = str(exc)
+            if self.run is not None:
+                return False
+            ui = UISettings(steps_per_frame=ui.steps_per_frame,
+                            max_steps_per_second=ui.max_steps_per_second)
+            run = BackgroundSession(preset(ui.preset))
+        self._adopt(run, ui)
+        return True
+
+    def _adopt(self, run: BackgroundSession, ui: UISettings) -> None:
+        if self.run is not None and self.run is not run:
+            self.run.close()
+        self.run, self.ui = run, ui
+        ui.run_id = run.run_id
+        self.gen += 1
+        self.frame, self.fresh, self.live_error = None, False, ""
+        self.trail.clear()
+        self.images.clear()
+
+    def init_from_url(self, params: dict[str, str]) -> None:
+        """First run of the page: the URL's run if it still exists, else its setup."""
+        from .urlstate import from_query
+        cfg, ui = from_query(params)
+        self.url_errors = list(ui.errors)
+        if ui.run_id:
+            run = BackgroundSession.reattach(ui.run_id, steps_per_frame=ui.steps_per_frame,
+                                             max_steps_per_second=ui.max_steps_per_second)
+            if run is not None:
+                self._adopt(run, ui)
+                return
+            self.notice = (f"The run in this URL ({ui.run_id[:8]}…) is gone (its parking file "
+                           "expired or the server restarted): started a new run from the URL's setup.")
+        self.start(cfg, ui)
+
+    def load(self, data: bytes) -> bool:
+        """Continue an uploaded checkpoint (its own setup, whatever the sidebar showed)."""
+        if not self.start(data):
+            self.upload_error, self.setup_error = self.setup_error, ""
+            return False
+        view = self.fetch(force=True)
+        self.upload_error = ""
+        self.notice = f"loaded: step {view.step:,}, {describe(view.config)}"
+        return True
+
+    # -- views ------------------------------------------------------------------------------
+    def take(self, view: RunView) -> RunView:
+        """Keep a view's rewiring events for the graph (frames and snapshots alike)."""
+        self.trail.add(view.layers)
+        return view
+
+    def fetch(self, force: bool = False) -> RunView:
+        """The frame for this rerun: one request at most (the full rerun's frame is handed to
+        its live fragment; a fragment rerun of its own fetches a new one)."""
+        if force or self.frame is None or not self.fresh:
+            self.frame = self.take(self.run.frame())
+            self.fresh = True
+        return self.frame
+
+    def for_fragment(self) -> RunView:
+        """The live fragment's frame: this full rerun's, or a new one on a fragment rerun."""
+        if self.fresh and self.frame is not None:
+            self.fresh = False
+            return self.frame
+        self.frame = self.take(self.run.frame())
+        return self.frame
+
+    def snapshot(self) -> RunView:
+        """A full view (theta and sign), its events kept for the graph."""
+        return self.take(self.run.snapshot())
+
+
+def dashboard() -> DashboardState:
+    if "dashboard" not in st.session_state:
+        st.session_state["dashboard"] = DashboardState()
+    return st.session_state["dashboard"]
+
+
+@dataclass
+class CompareState:
+    ui: UISettings = field(default_factory=UISettings)
+    base: RunConfig | None = None
+    specs: list[RunSpec] = field(default_factory=list)
+    runs: list[BackgroundSession] = field(default_factory=list)
+    gen: int = 0
+    frames: list[RunView] = field(default_factory=list)
+    fresh: bool = False
+    playing: bool = False
+    trails: list[EventTrail] = field(default_factory=list)
+    url_errors: list[str] = field(default_factory=list)
+    error: str = ""
+    images: dict = field(default_factory=dict)
+
+    def start(self, base: RunConfig, specs: list[RunSpec], ui: UISettings | None = None) -> bool:
+        """Start every run; if any fails, keep the comparison that was there and say why."""
+        ui = ui or self.ui
+        runs = []
+        try:
+            for spec in specs:
+                runs.append(BackgroundSession(run_config(base, spec), steps_per_frame=ui.steps_per_frame))
+        except START_ERRORS as exc:
+            for r in runs:
+                r.close()
+            self.error = f"{registry.label(spec.algorithm)}: {exc}"
+            if self.runs:
+                return False
+            base, specs = preset("digits-demo"), [RunSpec("deepr"), RunSpec("set")]
+            runs = [BackgroundSession(run_config(base, s)) for s in specs]
+        for r in self.runs:
+            r.close()
+        self.runs, self.base, self.specs, self.ui = runs, base, list(specs), ui
+        self.gen += 1
+        self.frames, self.fresh = [], False
+        self.trails = [EventTrail() for _ in runs]
+        self.images.clear()
+        return True
+
+    def fetch(self, force: bool = False) -> list[RunView]:
+        if force or not self.frames or not self.fresh:
+            self.frames = [self._take(i, r.frame()) for i, r in enumerate(self.runs)]
+            self.fresh = True
+        return self.frames
+
+    def for_fragment(self) -> list[RunView]:
+        if self.fresh and self.frames:
+            self.fresh = False
+            return self.frames
+        self.frames = [self._take(i, r.frame()) for i, r in enumerate(self.runs)]
+        return self.frames
+
+    def _take(self, i: int, view: RunView) -> RunView:
+        self.trails[i].add(view.layers)
+        return view
+
+
+def compare() -> CompareState:
+    if "compare" not in st.session_state:
+        st.session_state["compare"] = CompareState()
+    return st.session_state["compare"]

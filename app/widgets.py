@@ -1,0 +1,264 @@
+"""Widgets both pages share: controls built from the algorithm registry (label, range and help
+from `registry.CONTROLS`), K controls, number formatting, live images, the graph drawing call
+and the heartbeat. Drawing only: callbacks are passed in by the pages."""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import time
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import streamlit as st
+
+from deepr_engine.run import registry
+from deepr_engine.run.config import PRESETS, RunConfig
+from deepr_engine.run.views import RunView
+
+from .charts import graph
+from .charts.palette import Palette, palette
+
+BATCH_VALUES = [1, 2, 4, 8, 10, 16, 32, 64, 128, 256, 512, 1024]
+K_HELP = {
+    "active": "K: active connections per layer, exactly, after every step (pruned ones are "
+              "replaced by random revivals).",
+    "target": "K: the target. Magnitude pruning trains dense and prunes to K at its pruning step.",
+    "floor": "K: the floor. L1 shrinkage starts dense and removes weights that shrink to the "
+             "threshold, never below K.",
+    "soft": "K: the target connectivity. Soft-Deep R's active count drifts around it (no hard K).",
+    "none": "Dense training: every connection is active.",
+}
+SPF_HELP = ("Training steps between two frames of the page. More steps per frame: faster "
+            "training, coarser animation (the graph still shows every rewiring since the last frame).")
+SPEED_HELP = "Upper bound on training speed, to watch the rewiring slowly; unlimited trains as fast as it can."
+SPEEDS = {"unlimited": 0.0, "1000 steps/s": 1000.0, "100 steps/s": 100.0, "10 steps/s": 10.0,
+          "2 steps/s": 2.0}
+
+
+# -- numbers ------------------------------------------------------------------------------------
+def fmt(v: float) -> str:
+    """Slider labels: 0, 1e-05, 0.05, 2."""
+    return "0" if v == 0 else f"{v:.0e}" if abs(v) < 0.01 else f"{v:g}"
+
+
+def metric(v: float | None, digits: int = 3) -> str:
+    """A metric's text: "—" where there is no value yet (step 0, no loss)."""
+    if v is None or not math.isfinite(v):
+        return "—"
+    return f"{v:.{digits}f}"
+
+
+def nearest(values: list[float], v: float) -> float:
+    """The grid value closest to v (in log terms for positive values)."""
+    if v in values:
+        return v
+    pos = [x for x in values if x > 0]
+    if v <= 0 or not pos:
+        return min(values, key=lambda x: abs(x - v))
+    return min(pos, key=lambda x: abs(math.log10(x) - math.log10(v)))
+
+
+@lru_cache(maxsize=32)
+def log_grid(field: str) -> tuple[float, ...]:
+    """The values of a log control: 1, 2, 5 per decade within the control's range, plus 0 where
+    a RunConfig accepts 0 for that field."""
+    c = registry.CONTROLS[field]
+    vals = [m * 10.0 ** e for e in range(math.floor(math.log10(c.low)), math.ceil(math.log10(c.high)) + 1)
+            for m in (1, 2, 5)]
+    vals = [float(f"{v:.0e}") for v in vals if c.low * (1 - 1e-9) <= v <= c.high * (1 + 1e-9)]
+    try:
+        RunConfig().replace(**{field: 0.0})
+        vals.insert(0, 0.0)
+    except ValueError:
+        pass
+    return tuple(vals)
+
+
+# -- controls from the registry -----------------------------------------------------------------
+def init(key: str, value) -> str:
+    """A widget's starting value goes through session state (set once per key), so that a
+    callback may put it back (a setup that failed) without a second default."""
+    if key not in st.session_state:
+        st.session_state[key] = value
+    return key
+
+
+def control(where, field: str, value, key: str, on_change: Callable, args: tuple = (),
+            start=None):
+    """One live control for a RunConfig field, as the registry describes it (label, kind,
+    range, help). Its callback runs only when the user moves it. `start`: the run's starting
+    value, added to a log slider's grid so that the slider shows it exactly (0.3 is not on the
+    1-2-5 grid); it stays the same for the run, so the options do not change under the widget."""
+    c = registry.CONTROLS[field]
+    kw = dict(key=key, help=c.help, on_change=on_change, args=args)
+    if c.kind == "log" and c.low > 0:
+        values = sorted(set(log_grid(field)) | ({float(start)} if start is not None else set()))
+        init(key, nearest(values, float(value)))
+        return where.select_slider(c.label, values, format_func=fmt, **kw)
+    if c.kind == "log":  # a negative range (theta_min): typed
+        init(key, float(value))
+        return where.number_input(c.label, min_value=float(c.low), max_value=float(c.high),
+                                  format="%.3g", **kw)
+    if c.kind == "int" and field == "batch_size":
+        values = [b for b in BATCH_VALUES if c.low <= b <= c.high]
+        init(key, nearest(values, int(value)))
+        return where.select_slider(c.label, values, **kw)
+    if c.kind == "int":
+        init(key, int(value))
+        return where.number_input(c.label, min_value=int(c.low), max_value=int(c.high), step=1, **kw)
+    init(key, float(value))
+    return where.slider(c.label, float(c.low), float(c.high), step=0.005, format="%.3f", **kw)
+
+
+def value_of(field: str, key: str):
+    """The value a control holds, as the run wants it (ints for int controls)."""
+    v = st.session_state[key]
+    return int(v) if registry.CONTROLS[field].kind == "int" else float(v)
+
+
+# -- K ----------------------------------------------------------------------------------------
+def k_targets(view: RunView) -> list[int]:
+    """Per layer the K the method aims at: the config's connectivity (spread by its
+    distribution) times the layer size."""
+    shapes = [l.shape for l in view.layers]
+    conn = view.config.layer_connectivity(shapes)
+    return [max(1, round(c * l.n_positions)) for c, l in zip(conn, view.layers)]
+
+
+def k_target_connectivity(view: RunView) -> list[float]:
+    """What the URL stores: the K target as connectivity. Exact-K methods: the K now (typed
+    values included); the others: their configured target, not the count they have now."""
+    alg = registry.get(view.config.algorithm)
+    if alg.k_meaning != "active" or view.config.global_k:
+        return list(view.config.connectivity)
+    conn = view.config.layer_connectivity([l.shape for l in view.layers])
+    return [c if round(c * l.n_positions) == l.k else l.k / l.n_positions  # the config's when it fits
+            for c, l in zip(conn, view.layers)]
+
+
+def k_caption(view: RunView, i: int) -> str:
+    layer, meaning = view.layers[i], registry.get(view.config.algorithm).k_meaning
+    text = f"Layer {i}: K = {layer.k:,} of {layer.n_positions:,}"
+    if meaning in ("target", "floor", "soft"):
+        target = k_targets(view)[i]
+        if meaning == "target":
+            at = view.hyperparams.get("prune_at", 0)
+            text += f" · target {target:,}" + (f" (from step {at:,})" if layer.k > target else "")
+        elif meaning == "floor":
+            text += f" · floor {target:,}"
+        else:
+            text += f" · target {target:,} (drifts)"
+    return text
+
+
+def k_controls(where, view: RunView, gen: int, on_conn: Callable, on_text: Callable) -> None:
+    """Connectivity per layer (a slider, the K target) with the real K as caption, and an
+    exact-K text field."""
+    alg = registry.get(view.config.algorithm)
+    if alg.k_meaning == "none":
+        where.caption(K_HELP["none"])
+        return
+    conn = k_target_connectivity(view)
+    conn = conn if len(conn) == len(view.layers) else conn * len(view.layers)
+    for i, layer in enumerate(view.layers):
+        lo = 0.001
+        init(f"conn{i}_{gen}", min(1.0, max(lo, round(conn[i], 3))))
+        where.slider(f"Layer {i} connectivity", lo, 1.0, step=0.001,
+                     format="%.3f", key=f"conn{i}_{gen}", on_change=on_conn, args=(i,),
+                     help=f"{K_HELP[alg.k_meaning]} This layer has {layer.n_positions:,} positions.")
+        where.caption(k_caption(view, i))
+    where.text_input("…or exact K per layer", key=init(f"ktext{gen}", ""), on_change=on_text,
+                     placeholder=",".join(str(l.k) for l in view.layers),
+                     help="Comma-separated whole numbers, one per layer. " + K_HELP[alg.k_meaning])
+
+
+def set_conn_sliders(ks: list[int], view: RunView, gen: int) -> None:
+    """After an exact K: the sliders show it (called from a callback, before they are drawn)."""
+    for i, (k, layer) in enumerate(zip(ks, view.layers)):
+        st.session_state[f"conn{i}_{gen}"] = min(1.0, max(0.001, round(k / layer.n_positions, 3)))
+
+
+def preset_index(name: str, cfg: RunConfig) -> int | None:
+    """The preset selector's position, or None (a placeholder) when the running setup is not
+    that preset's (a loaded checkpoint, another data set or method)."""
+    p = PRESETS.get(name)
+    same = p is not None and all(getattr(p, f) == getattr(cfg, f)
+                                 for f in ("dataset", "hidden", "algorithm", "model", "activation"))
+    return list(PRESETS).index(name) if same else None
+
+
+# -- images -------------------------------------------------------------------------------------
+def theme() -> Palette:
+    return palette(getattr(st.context.theme, "type", None))
+
+
+def encode(img, fmt_: str = "JPEG") -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt_, **({"quality": 85} if fmt_ == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def live_image(images: dict, name: str, draw: Callable, every: float = 0.0, where=None) -> None:
+    """A live image, redrawn at most every `every` seconds. Sent inline (a data URI), not as
+    a media file: nothing for the browser to fetch, so no expired-media 404s while playing."""
+    when, data = images.get(name, (-1e9, None))
+    if data is None or time.monotonic() - when >= every:
+        data = encode(draw())
+        images[name] = (time.monotonic(), data)
+    (where or st).html(f'<img alt="{name}" class="deepr-live" src="data:image/jpeg;base64,'
+                       f'{base64.b64encode(data).decode()}" style="width:100%;height:auto;display:block">')
+
+
+# -- the graph (one call: the canvas component can replace what is behind it) --------------------
+def draw_graph(view: RunView, info, trail: graph.EventTrail, *, interactive: bool, images: dict,
+               key: str = "graph", size=(700, 420)) -> None:
+    if view.config.model == "conv":
+        st.caption("The graph shows the fully connected layers (the conv kernels are in Weights).")
+    layout = graph.layout_for(view.layers, info.n_features, info.image_shape)
+    pal = theme()
+    big = graph.n_edges(view.layers) > graph.PLOTLY_EDGE_LIMIT
+    if interactive and not big:
+        st.plotly_chart(graph.plotly_graph(view.layers, layout, pal, trail.fading()), key=key,
+                        config={"displaylogo": False}, theme=None)
+    else:
+        live_image(images, key, lambda: graph.raster_graph(view.layers, layout, pal, trail.fading(), size))
+
+
+def graph_png(view: RunView, info, trail: graph.EventTrail) -> bytes:
+    layout = graph.layout_for(view.layers, info.n_features, info.image_shape)
+    return encode(graph.raster_graph(view.layers, layout, theme(), trail.fading(), (1400, 840)), "PNG")
+
+
+def rewiring_counters(where, view: RunView, trail: graph.EventTrail) -> None:
+    """Per layer: connections revived and pruned per second (established deaths and brief
+    probes apart), over the last seconds."""
+    rates = trail.rates(len(view.layers))
+    rows = [f"L{i}: {rates['revived'][i]:.0f} revived/s · {rates['died'][i]:.0f} established "
+            f"pruned/s · {rates['probe'][i]:.0f} probes pruned/s" for i in range(len(view.layers))]
+    where.caption(" | ".join(rows) if view.playing else
+                  "Paused: rewiring counters run while playing.")
+
+
+GRAPH_LEGEND = ("blue +, red −, opacity |w|; green: revived, grey: established connection pruned, "
+                "thin orange: brief probe pruned (all since the last frame, fading over ~1 s); "
+                "hollow units are dead")
+
+
+# -- lifetime -----------------------------------------------------------------------------------
+def heartbeat(runs) -> None:
+    """Tells paused runs that their tab is still open (a run with no news for 30 s parks)."""
+    for run in runs:
+        run.heartbeat()
+
+
+def totals(view: RunView) -> dict:
+    """Whole-network numbers of a view: K, connectivity, ever-active fraction (per-layer
+    fractions weighted by layer size)."""
+    sizes = np.array([l.n_positions for l in view.layers], dtype=float)
+    k = sum(l.k for l in view.layers)
+    steps, v = view.telemetry.ever_active_frac.arrays()
+    ever = (v @ sizes / sizes.sum()) if v.ndim == 2 and len(steps) else np.array([k / sizes.sum()])
+    return {"k": k, "connectivity": k / sizes.sum(), "ever_steps": steps, "ever": ever,
+            "target_k": sum(k_targets(view))}
