@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import math
 
 import numpy as np
 import pytest
@@ -288,14 +287,49 @@ def test_stop_ends_the_sweep_and_everything_it_started(tmp_path):
         assert proc.running, (tmp_path / "s" / "log.txt").read_text()
         time.sleep(0.5)
     time.sleep(3)   # Ray and its trial workers are up
+    started = _descendants(proc.proc.pid)
+    assert len(started) >= 3   # at least Ray's gcs_server, raylet and a worker
     proc.stop()
     assert not proc.running
     deadline = time.time() + 20
-    while time.time() < deadline:   # the whole process group is gone (Ray's processes too)
+    while _alive(started) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not _alive(started), f"still running after Stop: {_alive(started)}"
+    while time.time() < deadline:   # nothing is left in the sweep's process group either
         try:
             os.killpg(proc.proc.pid, 0)
         except ProcessLookupError:
             break
         time.sleep(0.5)
     else:
-        pytest.fail("processes of the stopped sweep are still running")
+        pytest.fail("processes of the stopped sweep's group are still running")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below pid (Ray's workers sit in process groups of their own)."""
+    import os
+    parent = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                parent[int(d)] = int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    import os
+    alive = set()
+    for p in pids:
+        try:
+            state = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(p)
+    return alive

@@ -14,7 +14,6 @@ per trial) or, for ASHA early stopping, as Ray Tune trials that report every ten
 from __future__ import annotations
 
 import csv
-import dataclasses
 import hashlib
 import itertools
 import json
@@ -82,7 +81,10 @@ def parse_value(name: str, text: str, flag: str = "--grid"):
     if typing.get_origin(typ) is list:
         inner = typing.get_args(typ)[0]
         try:
-            return [inner(v) for v in text.split("/") if v.strip()] or _fail()
+            values = [inner(v) for v in text.split("/") if v.strip()]
+            if not values:
+                raise ValueError
+            return values
         except ValueError:
             raise ValueError(f"{flag} {name}: takes {inner.__name__}s separated by '/', got {text!r}")
     if typ is bool:
@@ -100,10 +102,6 @@ def parse_value(name: str, text: str, flag: str = "--grid"):
         return typ(text)
     except ValueError:
         raise ValueError(f"{flag} {name}: takes a {typ.__name__}, got {text!r}")
-
-
-def _fail():
-    raise ValueError
 
 
 def parse_grid(spec: str) -> tuple[str, list]:
