@@ -26,9 +26,6 @@ from . import validate
 from .layers import Rewired, SparseLinear, resolve_k
 from .sampling import sample_positions
 
-# torch marks CSR tensors "beta" on every construction; we build two per step
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-
 # -- signs: a counter-based hash of (seed, position) --------------------------------------------
 # The 32-bit finaliser of MurmurHash3 (Austin Appleby, public domain): every input bit affects
 # every output bit, so consecutive positions get independent-looking signs.
@@ -119,12 +116,16 @@ class _Layout:
         self.col_t = pos_t // n_in
 
     def matrix(self, values):
-        return torch.sparse_csr_tensor(self.crow, self.col, values.index_select(0, self.order),
-                                       self.shape, check_invariants=False)
+        return _csr(self.crow, self.col, values.index_select(0, self.order), self.shape)
 
     def matrix_t(self, values):
-        return torch.sparse_csr_tensor(self.crow_t, self.col_t, values.index_select(0, self.order_t),
-                                       self.shape[::-1], check_invariants=False)
+        return _csr(self.crow_t, self.col_t, values.index_select(0, self.order_t), self.shape[::-1])
+
+
+def _csr(crow, col, values, shape):
+    with warnings.catch_warnings():  # torch calls CSR support "beta" on construction
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 class CompactLinear(Rewired, nn.Module):

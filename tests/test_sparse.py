@@ -224,19 +224,34 @@ def test_state_dict_round_trip_restores_the_layer():
 def test_session_trains_in_sparse_mode():
     from deepr_engine.run.config import RunConfig
     from deepr_engine.run.session import TrainingSession
-    cfg = RunConfig(hidden=[32, 16], connectivity=[0.2, 0.3, 0.5], compute="sparse",
-                    temperature=1e-4, alpha=1e-3, eval_every=100, seed=3)
+    # measured with seed 3: test accuracy 0.86 after 500 steps (dense compute: 0.81)
+    cfg = RunConfig(hidden=[32, 16], connectivity=[0.2, 0.3, 0.5], compute="sparse", lr=0.2,
+                    temperature=1e-5, alpha=1e-3, eval_every=100, seed=3)
     s = TrainingSession(cfg)
-    before = s.evaluate()["test_acc"]
-    assert s.step(300) == 300
+    assert s.step(500) == 500
     assert all(isinstance(l, CompactLinear) for l in s.layers)
-    assert s.evaluate()["test_acc"] > max(before, 0.5)
-    view = s.snapshot(full=False)
-    assert view.layers[0].k == s.layers[0].k and view.layers[0].shape == (32, 64)
-    assert sum(s.telemetry.total_pruned for _ in [0]) > 0
+    assert s.evaluate()["test_acc"] > 0.7
+    assert s.telemetry.total_pruned > 1000
+    view = s.snapshot(full=True)
+    lay = s.layers[0]
+    assert view.layers[0].k == lay.k and view.layers[0].shape == (32, 64)
+    assert torch.equal(torch.as_tensor(view.layers[0].active_pos), lay.active_idx.sort().values)
+    assert (view.layers[0].theta >= 0).sum() == lay.k  # dormant theta: NaN (not stored)
     s.set_hyperparams(k=[300, 100, 60])
     assert [l.k for l in s.layers] == [300, 100, 60]
     with pytest.raises(ValueError, match="compute"):
         RunConfig(compute="sparse", algorithm="soft-deepr").validate()
     with pytest.raises(ValueError, match="compute"):
         RunConfig(compute="dense-ish").validate()
+
+
+@pytest.mark.slow
+def test_wide_sparse_preset_trains():
+    """784-10000-10000-10 with compact layers (10^8 positions in the middle layer); measured:
+    test accuracy 0.74 after 500 steps (chance is 0.1)."""
+    from deepr_engine.run.session import TrainingSession
+    s = TrainingSession("wide-sparse")
+    assert [l.n_positions for l in s.layers] == [7_840_000, 100_000_000, 100_000]
+    assert [l.k for l in s.layers] == [78_400, 100_000, 10_000]
+    assert s.step(500) == 500
+    assert s.evaluate()["test_acc"] > 0.5

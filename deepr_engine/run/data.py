@@ -21,7 +21,7 @@ import torch
 from .. import validate
 
 TOY_SETS = ("spiral", "moons", "circles", "xor", "blobs")
-IMAGE_SETS = ("digits", "mnist", "fashion-mnist")
+IMAGE_SETS = ("digits", "digits-28", "mnist", "fashion-mnist")
 DATASETS = IMAGE_SETS + TOY_SETS
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -98,11 +98,15 @@ def _load(name, n_samples, noise, seed, test_fraction, root, download) -> Datase
                      torch.from_numpy(yte.astype(np.int64)), 10, tuple(xtr.shape[1:]))
         return ds
     rng = np.random.default_rng(seed)
-    if name == "digits":
+    if name in ("digits", "digits-28"):
         from sklearn.datasets import load_digits
         x, y = load_digits(return_X_y=True)
         x = x.astype(np.float32) / 16.0
         shape, n_classes = (8, 8), 10
+        if name == "digits-28":  # MNIST-shaped (784 inputs) without a download: bilinear 8x8 -> 28x28
+            x = torch.nn.functional.interpolate(torch.from_numpy(x).view(-1, 1, 8, 8), size=(28, 28),
+                                                mode="bilinear", align_corners=False)
+            x, shape = x.reshape(len(y), -1).numpy(), (28, 28)
     else:
         x, y = make_toy(name, n_samples, noise, rng)
         shape, n_classes = None, int(y.max()) + 1

@@ -37,6 +37,9 @@ def build_model(cfg: RunConfig, n_in: int, n_out: int,
     with cfg.seed, not from whatever state the global one is in."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = dense_model(cfg, n_in, n_out, image_shape)
+        # compute="sparse": the dense modules are only a blueprint, never allocated (meta)
+        with torch.device("meta" if cfg.compute == "sparse" else "cpu"):
+            model = dense_model(cfg, n_in, n_out, image_shape)
     shapes = [tuple(m.weight.shape) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    return sparsify(model, connectivity=cfg.layer_connectivity(shapes), seed=cfg.seed)
+    return sparsify(model, connectivity=cfg.layer_connectivity(shapes), seed=cfg.seed,
+                    compute=cfg.compute)

@@ -147,7 +147,7 @@ class TrainingSession:
 
     def dead_units(self) -> list[int]:
         """Per hidden layer: units with no incoming or no outgoing active connection."""
-        linear = [l for l in self.layers if l.theta.dim() == 2]
+        linear = [l for l in self.layers if len(l.weight_shape) == 2]
         dead = []
         for a, b in zip(linear[:-1], linear[1:]):
             no_in = ~a.active_mask().any(1)
@@ -188,7 +188,7 @@ class TrainingSession:
         old = self.hyperparams()
         # all valid: apply (the method's own hyperparameters follow the new config)
         opt_changes = {"lr": lr} | self.algorithm.hyper(new_cfg, lr)
-        shapes = [tuple(l.theta.shape) for l in self.layers]
+        shapes = [l.weight_shape for l in self.layers]
         if self.algorithm.k_meaning == "soft":  # K drifts: connectivity is the target
             if "theta_min" in changes:
                 opt_changes["theta_min"] = new_cfg.theta_min if new_cfg.theta_min < 0 else None

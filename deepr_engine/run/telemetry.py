@@ -167,8 +167,8 @@ class Telemetry:
         for i, layer in enumerate(layers):
             sel = np.nonzero(self.tracked_layer == i)[0]
             if len(sel):
-                pos = torch.as_tensor(self.tracked_pos[sel], device=layer.theta.device)
-                out[sel] = layer.theta.view(-1)[pos].cpu().numpy()
+                pos = torch.as_tensor(self.tracked_pos[sel], device=layer.active_idx.device)
+                out[sel] = layer.theta_at(pos).cpu().numpy()  # O(tracked), also on compact layers
         return out
 
     def record_eval(self, step: int, test_acc: float, test_loss: float, dead: list[int]) -> None:

@@ -109,15 +109,16 @@ def run_view(session, *, full: bool = False, playing: bool = False,
     recent = session.telemetry.take_recent()
     layers = []
     for i, (layer, ev) in enumerate(zip(session.layers, recent)):
-        idx = layer.active_idx.sort().values
-        theta = layer.theta.detach().view(-1)
-        lv = LayerView(index=i, shape=tuple(layer.theta.shape), k=layer.k,
+        # O(K) from the active slots (weight = sign * theta there), so compact layers too
+        idx, order = layer.active_idx.sort()
+        theta_a, sign_a = (t.detach().index_select(0, order) for t in layer.gather_active())
+        lv = LayerView(index=i, shape=layer.weight_shape, k=layer.k,
                        n_positions=layer.n_positions, active_pos=idx.cpu().numpy(),
-                       active_weight=layer.weight.detach().view(-1)[idx].cpu().numpy(),
-                       active_theta=theta[idx].cpu().numpy(), **ev)
-        if full:
-            lv.theta = theta.cpu().numpy().reshape(lv.shape).copy()
-            lv.sign = layer.sign.cpu().numpy().astype(np.int8)
+                       active_weight=(sign_a * theta_a).cpu().numpy(),
+                       active_theta=theta_a.cpu().numpy(), **ev)
+        if full:  # full-size: O(all positions); a compact layer's dormant theta is NaN
+            lv.theta = layer.full_theta().detach().cpu().numpy().reshape(lv.shape).copy()
+            lv.sign = layer.full_sign().cpu().numpy().astype(np.int8)
         layers.append(lv)
     return RunView(step=session.step_count, epoch=session.batcher.epoch, config=session.config,
                    hyperparams=session.hyperparams(), metrics=dict(session.last),
