@@ -13,7 +13,7 @@ includes pruning and revival; the turnover per step is printed).
 
 Memory: a fresh child process builds the 100,000 x 100,000 layer at K = 10^6 (10^10 positions:
 the dense float32 weight alone would be 40 GB) and trains it for 100 steps; its peak RSS
-(ru_maxrss, CPU) or torch.cuda.max_memory_allocated (CUDA) is reported, beside the RSS of the
+(VmHWM, CPU) or torch.cuda.max_memory_allocated (CUDA) is reported, beside the RSS of the
 same process after importing torch and building the data (the floor no layer can go under).
 """
 from __future__ import annotations
@@ -93,6 +93,19 @@ def step_times(n: int, connectivities: list[float], reps: int, dev) -> list[dict
     return rows
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). ru_maxrss is not used: Linux carries it over
+    fork and exec, so a child would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_child(n: int, k: int, steps: int, device: str) -> None:
     """Runs in a fresh process: train one n x n compact layer at K = k; print JSON."""
     dev = torch.device(device)
@@ -100,7 +113,7 @@ def memory_child(n: int, k: int, steps: int, device: str) -> None:
     gen = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(BATCH, n, device=dev, generator=gen)
     target = torch.randn(BATCH, n, device=dev, generator=gen)
-    floor_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    floor_mb = _peak_rss_mb()
     t0 = time.perf_counter()
     layer = SparseLinear(n, n, bias=False, k=k, compute="sparse",
                          generator=torch.Generator().manual_seed(1), device=dev)
@@ -118,7 +131,7 @@ def memory_child(n: int, k: int, steps: int, device: str) -> None:
     train_s = time.perf_counter() - t0
     out = {"n": n, "k": layer.k, "steps": steps, "build_s": build_s, "step_ms": train_s / steps * 1e3,
            "pruned_total": pruned, "floor_rss_mb": floor_mb,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+           "peak_rss_mb": _peak_rss_mb()}
     if dev.type == "cuda":
         out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     print(json.dumps(out))

@@ -55,22 +55,27 @@ def position_signs(seed: int, positions: torch.Tensor, dtype=torch.float32) -> t
 
 
 # -- slot orders kept sorted by position, updated in O(K) -------------------------------------
-def _merge_order(order: torch.Tensor, key: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
-    """Slots sorted by key, given `order` (the old sorted slots, changed ones included) and the
-    slots whose key changed or that are new. O(K) passes plus a sort of the changed ones:
-    a full sort of K positions every step would cost more than the sparse products."""
-    n_slots = key.numel()
-    is_changed = torch.zeros(n_slots, dtype=torch.bool, device=key.device)
+def _merge_order(order: torch.Tensor, keys: torch.Tensor, changed: torch.Tensor,
+                 new_keys: torch.Tensor, n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slots sorted by key and the sorted keys, after the slots `changed` (new ones included)
+    got `new_keys`; `order` / `keys` are the old sorted slots and keys; n_slots is K now.
+    Sequential O(K) passes plus a sort of the changed ones: a full sort of K keys every step,
+    or gathers in random order, would cost more than the sparse products."""
+    is_changed = torch.zeros(n_slots, dtype=torch.bool, device=keys.device)
     is_changed[changed] = True
-    kept = order[~is_changed[order]]
-    new = changed[key[changed].argsort()]
-    at = torch.searchsorted(key[kept], key[new]) + torch.arange(new.numel(), device=key.device)
-    out = torch.empty(n_slots, dtype=torch.long, device=key.device)
-    taken = torch.zeros(n_slots, dtype=torch.bool, device=key.device)
+    keep = torch.nonzero(~is_changed.index_select(0, order)).view(-1)  # one nonzero, two gathers
+    kept, kept_keys = order.index_select(0, keep), keys.index_select(0, keep)
+    by_key = new_keys.argsort()
+    new, new_keys = changed.index_select(0, by_key), new_keys.index_select(0, by_key)
+    at = torch.searchsorted(kept_keys, new_keys) + torch.arange(new.numel(), device=keys.device)
+    total = kept.numel() + new.numel()
+    taken = torch.zeros(total, dtype=torch.bool, device=keys.device)
     taken[at] = True
-    out[at] = new
-    out[~taken] = kept
-    return out
+    out, out_keys = order.new_empty(total), keys.new_empty(total)
+    rest = torch.nonzero(~taken).view(-1)
+    out.index_copy_(0, at, new).index_copy_(0, rest, kept)
+    out_keys.index_copy_(0, at, new_keys).index_copy_(0, rest, kept_keys)
+    return out, out_keys
 
 
 class _CSRProduct(torch.autograd.Function):
@@ -81,7 +86,7 @@ class _CSRProduct(torch.autograd.Function):
     def forward(ctx, x, values, layout):
         w = layout.matrix(values)
         ctx.save_for_backward(x, values)
-        ctx.layout = layout
+        ctx.layout, ctx.w = layout, w  # w: the pattern for the values' gradient
         return (w @ x.t()).t()
 
     @staticmethod
@@ -93,8 +98,7 @@ class _CSRProduct(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (layout.matrix_t(values) @ go_t).t()
         if ctx.needs_input_grad[1]:
-            pattern = layout.matrix(values)
-            g = torch.sparse.sampled_addmm(pattern, go_t, x.contiguous(), beta=0.0).values()
+            g = torch.sparse.sampled_addmm(ctx.w, go_t, x.contiguous(), beta=0.0).values()
             grad_values = torch.empty_like(values).index_copy_(0, layout.order, g)
         return grad_x, grad_values, None
 
@@ -102,18 +106,16 @@ class _CSRProduct(torch.autograd.Function):
 class _Layout:
     """CSR index arrays of W (rows = outputs) and of W^T, for one set of active positions."""
 
-    def __init__(self, active_idx, order, order_t, n_out, n_in):
-        dev = active_idx.device
-        pos = active_idx.index_select(0, order)
-        self.sorted_pos = pos
+    def __init__(self, order, sorted_pos, order_t, sorted_pos_t, n_out, n_in):
+        dev = sorted_pos.device
+        self.sorted_pos = sorted_pos  # row-major positions (row * n_in + col), ascending
         self.order, self.order_t = order, order_t
         self.shape = (n_out, n_in)
-        self.crow = torch.searchsorted(pos, torch.arange(n_out + 1, device=dev) * n_in)
-        self.col = pos % n_in
-        pos_t = active_idx.index_select(0, order_t)
-        self.crow_t = torch.searchsorted((pos_t % n_in) * n_out + pos_t // n_in,
-                                         torch.arange(n_in + 1, device=dev) * n_out)
-        self.col_t = pos_t // n_in
+        self.crow = torch.searchsorted(sorted_pos, torch.arange(n_out + 1, device=dev) * n_in)
+        self.col = sorted_pos % n_in
+        # sorted_pos_t: column-major (col * n_out + row), ascending: the CSR of W^T
+        self.crow_t = torch.searchsorted(sorted_pos_t, torch.arange(n_in + 1, device=dev) * n_out)
+        self.col_t = sorted_pos_t % n_out
 
     def matrix(self, values):
         return _csr(self.crow, self.col, values.index_select(0, self.order), self.shape)
@@ -166,9 +168,8 @@ class CompactLinear(Rewired, nn.Module):
                                      .mul_(2 * bound).sub_(bound))
         else:
             self.register_parameter("bias", None)
-        self.register_buffer("_order", torch.arange(k), persistent=False)
-        self.register_buffer("_order_t", self._key_t(chosen).argsort(), persistent=False)
         self._layout_version = 0
+        self._rebuild_orders()
         self._layout = None
         self.to(dev)
         self.touch()
@@ -231,8 +232,8 @@ class CompactLinear(Rewired, nn.Module):
         """CSR index arrays for the current active positions (rebuilt when they changed)."""
         if self._layout is None or self._layout[0] != self._layout_version:
             self._layout = (self._layout_version,
-                            _Layout(self.active_idx, self._order, self._order_t,
-                                    self.out_features, self.in_features))
+                            _Layout(self._order, self._sorted_pos, self._order_t,
+                                    self._sorted_pos_t, self.out_features, self.in_features))
         return self._layout[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -339,13 +340,21 @@ class CompactLinear(Rewired, nn.Module):
         return (pos % self.in_features) * self.out_features + pos // self.in_features
 
     def _reorder(self, changed: torch.Tensor) -> None:
-        self._order = _merge_order(self._order, self.active_idx, changed)
-        self._order_t = _merge_order(self._order_t, self._key_t(self.active_idx), changed)
+        """Slots `changed` got new positions (or are new): update both sorted orders."""
+        pos = self.active_idx.index_select(0, changed)
+        self._order, self._sorted_pos = _merge_order(self._order, self._sorted_pos, changed,
+                                                     pos, self.k)
+        self._order_t, self._sorted_pos_t = _merge_order(self._order_t, self._sorted_pos_t,
+                                                         changed, self._key_t(pos), self.k)
         self._layout_version += 1
 
     def _rebuild_orders(self) -> None:
-        self._order = self.active_idx.argsort()
-        self._order_t = self._key_t(self.active_idx).argsort()
+        """Row-major and column-major orders of the slots, sorted from scratch."""
+        for name, key in (("", self.active_idx), ("_t", self._key_t(self.active_idx))):
+            sorted_key, order = key.sort()
+            # not persistent: rebuilt from active_idx on load; buffers so .to(device) moves them
+            self.register_buffer("_order" + name, order, persistent=False)
+            self.register_buffer("_sorted_pos" + name, sorted_key, persistent=False)
         self._layout_version += 1
 
     def _apply(self, fn, *args, **kwargs):
@@ -390,3 +399,14 @@ def _scatter_died(layer: CompactLinear, dev) -> torch.Tensor:
     """Full-size mask of the active positions whose theta fell below 0 (listing path only)."""
     died = torch.zeros(layer.n_positions, dtype=torch.bool, device=dev)
     return died.index_fill_(0, layer.active_idx[layer.theta_active < 0], True)
+
+
+def model_memory(model: nn.Module) -> dict[str, int]:
+    """Bytes held by the model's own tensors: parameters, their gradients, buffers (the
+    rewiring state). Full-size layers count n_positions per tensor, compact layers K."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters()
+                if p.grad is not None)
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return {"params": params, "grads": grads, "buffers": buffers,
+            "total": params + grads + buffers}
