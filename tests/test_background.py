@@ -36,9 +36,9 @@ def test_requests_reach_the_session_and_frames_describe_it(run):
         assert layer.active_mask().sum() == layer.k == len(layer.active_pos)
         assert np.all(layer.weight()[~layer.active_mask()] == 0)
         assert layer.theta is None  # a frame is compact: no full-size arrays
-    run.set_hyperparams(temperature=1e-5, k=[10, 20, 5])
+    run.set_hyperparams(temperature=1e-4, k=[10, 20, 5])
     f = run.frame()
-    assert f.hyperparams["temperature"] == 1e-5 and f.hyperparams["k"] == [10, 20, 5]
+    assert f.hyperparams["temperature"] == 1e-4 and f.hyperparams["k"] == [10, 20, 5]
     assert sorted(c[1] for c in f.telemetry.changes) == ["k", "temperature"]
     assert run.info.is_2d and run.info.points[0].shape[1] == 2
 

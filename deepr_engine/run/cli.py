@@ -23,83 +23,9 @@ from .config import PRESETS, RunConfig, preset
 RUN_FILES = ("checkpoint.safetensors", "metrics.csv")
 
 
-def _algorithms() -> str:
-    try:
-        from .registry import names
-        return ", ".join(names())
-    except ImportError:
-        from .config import ALGORITHMS
-        return ", ".join(ALGORITHMS)
-
-
-# What each RunConfig flag means; (low, high, open low) is the range RunConfig.validate()
-# allows (tests/test_cli.py probes both ends), a string lists the choices.
-FIELD_HELP: dict[str, tuple[str, object]] = {
-    "dataset": ("data set", "DATASETS"),
-    "n_samples": ("examples generated (2-D sets only)", (20, 1_000_000, False)),
-    "noise": ("label noise / spread of the 2-D sets", (0.0, 10.0, False)),
-    "data_root": ("folder with the MNIST / Fashion-MNIST IDX files ('' = $DEEPR_DATA or "
-                  "~/.cache/deepr_studio)", "a path"),
-    "download": ("fetch MNIST / Fashion-MNIST when the files are missing", "true or false"),
-    "val_fraction": ("share of the training data held out (seeded) as a validation split; "
-                     "sweeps select on it", (0.0, 0.5, False)),
-    "model": ("network kind", "mlp, conv (two rewired conv layers; image data)"),
-    "hidden": ("hidden layer sizes, comma-separated", "up to 8 sizes, each 1-4096 (up to 1000000 "
-               "with compute sparse)"),
-    "compute": ("how rewired layers compute: full-size dense weights, or K-sized sparse ones (Deep "
-                "R, MLP only; for very wide layers)", "dense, sparse"),
-    "activation": ("hidden unit nonlinearity", "relu, tanh, sigmoid"),
-    "bias": ("dense (never rewired) biases in every layer", "true or false"),
-    "connectivity": ("fraction of each rewired layer's positions active (K): one value for all "
-                     "layers or one per layer", "each in (0, 1]"),
-    "distribution": ("how one connectivity value is spread over the layers", "uniform, erk"),
-    "algorithm": ("training method", "ALGORITHMS"),
-    "lr": ("learning rate eta (also scales L1 pull lr*alpha and noise sqrt(2 lr T))",
-           (0.0, 100.0, True)),
-    "lr_decay": ("lr multiplied by this after every epoch", (0.0, 1.0, True)),
-    "alpha": ("L1 strength: pull lr*alpha per step on every active theta; sets the turnover",
-              (0.0, 100.0, False)),
-    "temperature": ("T: noise std sqrt(2 lr T) per step on active thetas", (0.0, 100.0, False)),
-    "noise_scale": ("> 0: T = lr * noise_scale^2 / 2, tracking lr (the reference script's g)",
-                    (0.0, 100.0, False)),
-    "theta_min": ("soft-Deep R's floor for theta (0 = rule of thumb from the connectivity)",
-                  (None, 0.0, False)),
-    "global_k": ("one K for the whole network instead of one per layer", "true or false"),
-    "global_revive": ("with global_k: revive uniformly over the network, or split revivals in "
-                      "proportion to each layer's initial K", "uniform, proportional"),
-    "gradient": ("gradient term of the update", "sgd, momentum, adam"),
-    "batch_size": ("examples per step", (1, 100_000, False)),
-    "update_every": ("SET / RigL: steps between mask updates (magnitude: between pruning "
-                     "events)", (1, 10**9, False)),
-    "drop_fraction": ("SET / RigL: fraction of active connections dropped and regrown per "
-                      "update", (0.0, 1.0, False)),
-    "t_end": ("RigL: last update step (0 = 3/4 of steps)", (0, 10**12, False)),
-    "prune_at": ("magnitude pruning: first pruning step (0 = half of steps)", (0, 10**12, False)),
-    "prune_events": ("magnitude pruning: reach the target in this many events", (1, 1000, False)),
-    "l1_threshold": ("L1 shrinkage: |w| at or below this is removed for good", (0.0, None, False)),
-    "seed": ("seed of data split, init, batches and noise (CPU runs are bit-identical)",
-             (0, 2**63 - 1, False)),
-    "eval_every": ("steps between test evaluations", (1, 10**9, False)),
-    "steps": ("steps to train; with --resume, steps ADDED to the run", (0, 10**9, False)),
-    "device": ("where to train", "auto, cpu, cuda, cuda:N"),
-}
-
-
-def _range_text(spec) -> str:
-    if isinstance(spec, str):
-        if spec == "DATASETS":
-            from .data import DATASETS
-            return ", ".join(DATASETS)
-        return _algorithms() if spec == "ALGORITHMS" else spec
-    low, high, low_open = spec
-    lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
-    hi = "inf)" if high is None else f"{high:g}]"
-    return f"{lo}, {hi}"
-
-
 def _field_help(name: str) -> str:
-    meaning, spec = FIELD_HELP.get(name, ("a RunConfig field", "see RunConfig"))
-    return f"{meaning}; allowed: {_range_text(spec)} (default from the preset)".replace("%", "%%")
+    allowed = RunConfig.allowed(name)  # meaning and range live with the field (config.py)
+    return f"{allowed.help}; allowed: {allowed.describe()} (default from the preset)".replace("%", "%%")
 
 
 class UsageError(Exception):

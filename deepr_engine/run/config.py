@@ -13,61 +13,123 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid")
 MODEL_KINDS = ("mlp", "conv")
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """What a field means and which values it takes: a number range (low, high; open ends
+    say so) or choices. validate(), the CLI's help and the app's help all read it."""
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple | None = None
+    text: object = ""            # for what neither a range nor choices say (or a function giving it)
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return ", ".join(map(str, self.choices))
+        if self.text:
+            return self.text() if callable(self.text) else self.text
+        lo = "(-inf" if self.low is None else ("(" if self.low_open else "[") + f"{self.low:g}"
+        hi = "inf)" if self.high is None else f"{self.high:g}]"
+        return f"{lo}, {hi}"
+
+    def check(self, name: str, value, is_int: bool) -> None:
+        if self.choices is not None:
+            validate.choice(name, value, self.choices)
+        elif self.low is not None or self.high is not None:
+            if is_int:
+                validate.integer(name, value, low=self.low, high=self.high)
+            else:
+                validate.finite(name, value, low=self.low, high=self.high, low_open=self.low_open)
+
+
+def _f(default, help: str, **allowed):
+    meta = {"allowed": Allowed(help, **allowed)}
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class RunConfig:
     # data
-    dataset: str = "digits"
-    n_samples: int = 1000           # 2-D sets only
-    noise: float = 0.1              # 2-D sets only
-    data_root: str = ""             # MNIST / Fashion-MNIST folder ('' = default cache)
-    download: bool = False
-    val_fraction: float = 0.0       # share of the training data held out for validation (sweeps)
+    dataset: str = _f("digits", "data set", choices=DATASETS)
+    n_samples: int = _f(1000, "examples generated (2-D sets only)", low=20, high=1_000_000)
+    noise: float = _f(0.1, "label noise / spread of the 2-D sets", low=0.0, high=10.0)
+    data_root: str = _f("", "folder with the MNIST / Fashion-MNIST IDX files ('' = $DEEPR_DATA or "
+                        "~/.cache/deepr_studio)", text="a path")
+    download: bool = _f(False, "fetch MNIST / Fashion-MNIST when the files are missing",
+                        text="true or false")
+    val_fraction: float = _f(0.0, "share of the training data held out (seeded) as a validation "
+                             "split; sweeps select on it", low=0.0, high=0.5)
     # model
-    model: str = "mlp"              # mlp, or conv (two rewired conv layers, image data)
-    hidden: list[int] = field(default_factory=lambda: [64, 32])
-    activation: str = "relu"
-    bias: bool = True
-    connectivity: list[float] = field(default_factory=lambda: [0.15, 0.3, 0.5])
-    distribution: str = "uniform"   # one connectivity value over all layers: uniform or erk
-    compute: str = "dense"          # dense (full-size layers) or sparse (K-sized, Deep R only)
+    model: str = _f("mlp", "network kind (conv: two rewired conv layers; image data)",
+                    choices=MODEL_KINDS)
+    hidden: list[int] = _f(lambda: [64, 32], "hidden layer sizes, comma-separated",
+                           text="up to 8 sizes, each 1-4096 (up to 1000000 with compute sparse)")
+    activation: str = _f("relu", "hidden unit nonlinearity", choices=ACTIVATIONS)
+    bias: bool = _f(True, "dense (never rewired) biases in every layer", text="true or false")
+    connectivity: list[float] = _f(lambda: [0.15, 0.3, 0.5],
+                                   "fraction of each rewired layer's positions active (K): one "
+                                   "value for all layers or one per layer", text="each in (0, 1]")
+    distribution: str = _f("uniform", "how one connectivity value is spread over the layers",
+                           choices=("uniform", "erk"))
+    compute: str = _f("dense", "how rewired layers compute: full-size dense weights, or K-sized "
+                      "sparse ones (Deep R, MLP only; for very wide layers)",
+                      choices=("dense", "sparse"))
     # algorithm
-    algorithm: str = "deepr"
-    lr: float = 0.05
-    lr_decay: float = 1.0           # lr multiplied by this after every epoch
-    alpha: float = 1e-4
-    temperature: float = 1e-6
-    noise_scale: float = 0.0        # > 0: temperature = lr * noise_scale**2 / 2, tracking lr
-    theta_min: float = 0.0          # soft-Deep R; 0 = rule of thumb from the connectivity
-    global_k: bool = False
-    global_revive: str = "uniform"  # with global_k: uniform over the network, or proportional to initial K
-    gradient: str = "sgd"
-    batch_size: int = 32
+    algorithm: str = _f("deepr", "training method (the algorithm registry)",
+                        text=lambda: ", ".join(registry.names()))
+    lr: float = _f(0.05, "learning rate eta (also scales the L1 pull lr*alpha and the noise "
+                   "sqrt(2 lr T))", low=0.0, high=100.0, low_open=True)
+    lr_decay: float = _f(1.0, "lr multiplied by this after every epoch", low=0.0, high=1.0,
+                         low_open=True)
+    alpha: float = _f(1e-4, "L1 strength: pull lr*alpha per step on every active theta; sets "
+                      "the turnover", low=0.0, high=100.0)
+    temperature: float = _f(1e-6, "T: noise std sqrt(2 lr T) per step on active thetas",
+                            low=0.0, high=100.0)
+    noise_scale: float = _f(0.0, "> 0: T = lr * noise_scale^2 / 2, tracking lr (the reference "
+                            "script's g)", low=0.0, high=100.0)
+    theta_min: float = _f(0.0, "soft-Deep R's floor for theta (0 = rule of thumb from the "
+                          "connectivity)", high=0.0)
+    global_k: bool = _f(False, "one K for the whole network instead of one per layer",
+                        text="true or false")
+    global_revive: str = _f("uniform", "with global_k: revive uniformly over the network, or "
+                            "split revivals in proportion to each layer's initial K",
+                            choices=("uniform", "proportional"))
+    gradient: str = _f("sgd", "gradient term of the update", choices=("sgd", "momentum", "adam"))
+    batch_size: int = _f(32, "examples per step", low=1, high=100_000)
     # the comparison methods (optim/baselines.py)
-    update_every: int = 100         # SET / RigL: steps between mask updates
-    drop_fraction: float = 0.3      # SET / RigL: fraction dropped and regrown per update
-    t_end: int = 0                  # RigL: last update step (0 = 3/4 of steps)
-    prune_at: int = 0               # magnitude pruning: first pruning step (0 = half of steps)
-    prune_events: int = 1           # magnitude pruning: iterative pruning in this many steps
-    l1_threshold: float = 0.0       # L1 shrinkage: |w| at or below this is removed
+    update_every: int = _f(100, "SET / RigL: steps between mask updates (magnitude: between "
+                           "pruning events)", low=1, high=10**9)
+    drop_fraction: float = _f(0.3, "SET / RigL: fraction of active connections dropped and "
+                              "regrown per update", low=0.0, high=1.0)
+    t_end: int = _f(0, "RigL: last update step (0 = 3/4 of steps)", low=0, high=10**12)
+    prune_at: int = _f(0, "magnitude pruning: first pruning step (0 = half of steps)", low=0,
+                       high=10**12)
+    prune_events: int = _f(1, "magnitude pruning: reach the target in this many events", low=1,
+                           high=1000)
+    l1_threshold: float = _f(0.0, "L1 shrinkage: |w| at or below this is removed for good",
+                             low=0.0)
     # run
-    seed: int = 0
-    eval_every: int = 100
-    steps: int = 2000               # CLI default length
-    device: str = "auto"
+    seed: int = _f(0, "seed of data split, init, batches and noise (CPU runs are bit-identical)",
+                   low=0, high=2**63 - 1)
+    eval_every: int = _f(100, "steps between test evaluations", low=1, high=10**9)
+    steps: int = _f(2000, "steps to train; with --resume, steps ADDED to the run", low=0,
+                    high=10**9)
+    device: str = _f("auto", "where to train", text="auto, cpu, cuda, cuda:N")
 
     def validate(self) -> "RunConfig":
-        validate.choice("dataset", self.dataset, DATASETS)
-        validate.integer("n_samples", self.n_samples, low=20, high=1_000_000)
-        validate.finite("noise", self.noise, low=0.0, high=10.0)
-        validate.finite("val_fraction", self.val_fraction, low=0.0, high=0.5)
-        validate.choice("model", self.model, MODEL_KINDS)
+        """Every field in its allowed range (the field's Allowed), then what ties fields together."""
+        for f in fields(self):
+            allowed = f.metadata["allowed"]
+            allowed.check(f.name, getattr(self, f.name), f.type in ("int", int))
+        registry.get(self.algorithm)  # one of the registered methods
         if not isinstance(self.hidden, (list, tuple)) or len(self.hidden) > 8:
             raise ValueError(f"hidden must be a list of at most 8 layer sizes, got {self.hidden!r}")
         for i, h in enumerate(self.hidden):
             validate.integer(f"hidden[{i}]", h, low=1,
                              high=1_000_000 if self.compute == "sparse" else 4096)
-        validate.choice("activation", self.activation, ACTIVATIONS)
-        validate.choice("compute", self.compute, ("dense", "sparse"))
         if self.compute == "sparse" and (self.algorithm != "deepr" or self.model != "mlp"
                                          or self.global_k or self.gradient != "sgd"):
             raise ValueError("compute 'sparse' works with algorithm deepr, model mlp, global_k "
@@ -80,30 +142,10 @@ class RunConfig:
                              f"({n_layers}), got {self.connectivity!r}")
         for i, c in enumerate(self.connectivity):
             validate.finite(f"connectivity[{i}]", c, low=0.0, high=1.0, low_open=True)
-        validate.choice("distribution", self.distribution, ("uniform", "erk"))
-        registry.get(self.algorithm)  # one of the registered methods
-        validate.choice("global_revive", self.global_revive, ("uniform", "proportional"))
-        validate.integer("update_every", self.update_every, low=1, high=10**9)
-        validate.finite("drop_fraction", self.drop_fraction, low=0.0, high=1.0)
-        validate.integer("t_end", self.t_end, low=0, high=10**12)
-        validate.integer("prune_at", self.prune_at, low=0, high=10**12)
-        validate.integer("prune_events", self.prune_events, low=1, high=1000)
-        validate.finite("l1_threshold", self.l1_threshold, low=0.0)
-        validate.finite("lr", self.lr, low=0.0, high=100.0, low_open=True)
-        validate.finite("lr_decay", self.lr_decay, low=0.0, high=1.0, low_open=True)
-        validate.finite("alpha", self.alpha, low=0.0, high=100.0)
-        validate.finite("temperature", self.temperature, low=0.0, high=100.0)
-        validate.finite("noise_scale", self.noise_scale, low=0.0, high=100.0)
-        validate.finite("theta_min", self.theta_min, high=0.0)
         if self.algorithm == "soft-deepr" and self.theta_min == 0 and (
                 self.effective_temperature() == 0 or self.alpha == 0):
             raise ValueError("theta_min must be set (< 0) for soft-deepr when temperature or "
                              "alpha is 0 (the rule of thumb needs both > 0)")
-        validate.choice("gradient", self.gradient, ("sgd", "momentum", "adam"))
-        validate.integer("batch_size", self.batch_size, low=1, high=100_000)
-        validate.integer("seed", self.seed, low=0, high=2**63 - 1)
-        validate.integer("eval_every", self.eval_every, low=1, high=10**9)
-        validate.integer("steps", self.steps, low=0, high=10**9)
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:n], got {self.device!r}")
         return self
@@ -135,6 +177,11 @@ class RunConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    @staticmethod
+    def allowed(name: str) -> Allowed:
+        """What the field `name` means and takes."""
+        return {f.name: f.metadata["allowed"] for f in fields(RunConfig)}[name]
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
