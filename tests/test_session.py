@@ -302,3 +302,30 @@ def test_a_session_does_not_depend_on_the_global_random_state():
     a.step(30)
     b.step(30)
     assert a.last == b.last
+
+
+def test_the_o_k_ledger_of_huge_layers_keeps_the_same_records_as_the_dense_one():
+    from deepr_engine.run.telemetry import DenseLedger, SparseLedger
+    g = torch.Generator().manual_seed(0)
+    n = 500
+    dense, sparse = DenseLedger(n, "cpu"), SparseLedger(n, "cpu")
+    active = torch.randperm(n, generator=g)[:50]
+    dense.start(active)
+    sparse.start(active)
+    for step in range(1, 300):  # Deep R-like: some die, as many dormant ones are revived
+        k = int(torch.randint(0, 6, (1,), generator=g))
+        slots = torch.randperm(len(active), generator=g)[:k]
+        pruned = active[slots]
+        dormant = torch.ones(n, dtype=torch.bool)
+        dormant[active] = False
+        dormant[pruned] = True
+        cand = torch.nonzero(dormant).view(-1)
+        new = cand[torch.randperm(len(cand), generator=g)[:k]]
+        assert torch.equal(dense.born_at(pruned), sparse.born_at(pruned))
+        dense.record(step, pruned, new)
+        sparse.record(step, pruned, new)
+        active = active.clone()
+        active[slots] = new
+        assert dense.ever_fraction() == pytest.approx(sparse.ever_fraction())
+    assert torch.equal(dense.born_at(active), sparse.born_at(active))
+    assert len(sparse.pos) == len(active)  # O(K): only the active positions carry a birth step

@@ -21,7 +21,7 @@ from . import registry
 from .config import RunConfig, preset
 from .data import Batcher, Dataset, load_dataset
 from .models import build_model
-from .telemetry import Telemetry
+from .telemetry import SPARSE_LEDGER_ABOVE, Telemetry
 from .views import RunView, run_view
 
 # what every method can change live; each method adds its own (registry.Algorithm.fields)
@@ -149,11 +149,13 @@ class TrainingSession:
         """Per hidden layer: units with no incoming or no outgoing active connection."""
         linear = [l for l in self.layers if len(l.weight_shape) == 2]
         dead = []
-        for a, b in zip(linear[:-1], linear[1:]):
-            no_in = ~a.active_mask().any(1)
-            no_out = ~b.active_mask().any(0)
-            if no_in.shape == no_out.shape:
-                dead.append(int((no_in | no_out).sum()))
+        for a, b in zip(linear[:-1], linear[1:]):  # O(K): counts over the active positions
+            (out_a, in_a), (out_b, in_b) = a.weight_shape, b.weight_shape
+            if out_a != in_b:
+                continue
+            has_in = torch.bincount(a.active_idx // in_a, minlength=out_a) > 0
+            has_out = torch.bincount(b.active_idx % in_b, minlength=in_b) > 0
+            dead.append(int((~has_in | ~has_out).sum()))
         return dead
 
     # -- steering ----------------------------------------------------------------------------
@@ -242,10 +244,18 @@ class TrainingSession:
         """Track a seeded random sample of connections, half active and half dormant now."""
         rng = np.random.default_rng(self.config.seed + 1)
         layer_ids, positions = [], []
+        per = max(1, n // (2 * len(self.layers)))
         for i, layer in enumerate(self.layers):
-            mask = layer.active_mask().view(-1).cpu().numpy()
-            per = max(1, n // (2 * len(self.layers)))
-            for pool in (np.nonzero(mask)[0], np.nonzero(~mask)[0]):
+            active = layer.active_idx.cpu().numpy()
+            if layer.n_positions > SPARSE_LEDGER_ABOVE:  # huge (sparse compute): never list dormant
+                cand = rng.integers(0, layer.n_positions, size=4 * per + 64)
+                dormant = np.unique(cand[~np.isin(cand, active)])[:per]
+            else:
+                mask = np.zeros(layer.n_positions, dtype=bool)
+                mask[active] = True
+                dormant = np.nonzero(~mask)[0]
+                active = np.nonzero(mask)[0]
+            for pool in (active, dormant):
                 take = rng.choice(pool, size=min(per, len(pool)), replace=False) if len(pool) else []
                 layer_ids += [i] * len(take)
                 positions += list(take)

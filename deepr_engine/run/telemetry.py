@@ -13,6 +13,95 @@ import torch
 
 LIFETIME_BINS = 32  # log2 bins: [0,1), [1,2), [2,4), ... up to 2**30 steps
 RECENT_CAP = 20_000  # rewiring events kept per layer between two views (the newest)
+SPARSE_LEDGER_ABOVE = 4_000_000  # positions: above this a layer's per-position records are O(K)
+EVER_CAP = 5_000_000  # positions remembered as ever active in an O(K) ledger
+
+
+class DenseLedger:
+    """Per position of a layer: the step it became active, and whether it ever was."""
+
+    def __init__(self, n: int, device):
+        self.born = torch.zeros(n, dtype=torch.long, device=device)
+        self.ever = torch.zeros(n, dtype=torch.bool, device=device)
+
+    def start(self, active: torch.Tensor) -> None:
+        self.ever[active] = True
+
+    def born_at(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.born[positions]
+
+    def record(self, step: int, pruned: torch.Tensor, activated: torch.Tensor) -> None:
+        self.born[activated] = step
+        self.ever[activated] = True
+
+    def ever_fraction(self) -> float:
+        return float(self.ever.float().mean())
+
+    def tensors(self, i: int) -> dict:
+        return {f"ever_active.{i}": self.ever.to(torch.uint8).cpu(), f"born.{i}": self.born.cpu()}
+
+    def load(self, i: int, tensors: dict) -> None:
+        dev = self.born.device
+        self.ever = tensors[f"ever_active.{i}"].to(dev).bool()
+        self.born = tensors[f"born.{i}"].to(dev).long()
+
+
+class SparseLedger:
+    """The same records in O(K) for layers too large for per-position arrays (sparse compute):
+    the birth steps of the active positions as sorted (position, step) pairs, and the positions
+    ever active as a sorted set (up to EVER_CAP; beyond it the fraction is reported as NaN)."""
+
+    def __init__(self, n: int, device):
+        self.n, self.device = n, device
+        self.pos = torch.zeros(0, dtype=torch.long, device=device)
+        self.step = torch.zeros(0, dtype=torch.long, device=device)
+        self.ever = torch.zeros(0, dtype=torch.long, device=device)
+        self.ever_full = False
+
+    def start(self, active: torch.Tensor) -> None:
+        self.pos = active.sort().values
+        self.step = torch.zeros_like(self.pos)
+        self.ever = self.pos.clone()
+
+    def born_at(self, positions: torch.Tensor) -> torch.Tensor:
+        if self.pos.numel() == 0:
+            return torch.zeros_like(positions)
+        i = torch.searchsorted(self.pos, positions).clamp_(max=len(self.pos) - 1)
+        return torch.where(self.pos[i] == positions, self.step[i], 0)
+
+    def record(self, step: int, pruned: torch.Tensor, activated: torch.Tensor) -> None:
+        if pruned.numel():
+            keep = ~torch.isin(self.pos, pruned)
+            self.pos, self.step = self.pos[keep], self.step[keep]
+        if activated.numel():
+            pos = torch.cat([self.pos, activated])
+            order = pos.argsort()
+            self.pos = pos[order]
+            self.step = torch.cat([self.step, torch.full_like(activated, step)])[order]
+            if not self.ever_full:
+                new = activated[~torch.isin(activated, self.ever)]
+                self.ever = torch.cat([self.ever, new]).sort().values
+                self.ever_full = len(self.ever) > EVER_CAP
+                if self.ever_full:
+                    self.ever = self.ever[:0]
+
+    def ever_fraction(self) -> float:
+        return float("nan") if self.ever_full else len(self.ever) / self.n
+
+    def tensors(self, i: int) -> dict:
+        return {f"born_pos.{i}": self.pos.cpu(), f"born_step.{i}": self.step.cpu(),
+                f"ever_pos.{i}": self.ever.cpu(),
+                f"ever_full.{i}": torch.tensor([int(self.ever_full)])}
+
+    def load(self, i: int, tensors: dict) -> None:
+        self.pos = tensors[f"born_pos.{i}"].to(self.device).long()
+        self.step = tensors[f"born_step.{i}"].to(self.device).long()
+        self.ever = tensors[f"ever_pos.{i}"].to(self.device).long()
+        self.ever_full = bool(tensors[f"ever_full.{i}"][0])
+
+
+def ledger(n: int, device):
+    return (SparseLedger if n > SPARSE_LEDGER_ABOVE else DenseLedger)(n, device)
 
 
 class Downsampled:
@@ -89,8 +178,7 @@ class Telemetry:
         self.active = Downsampled(capacity, "last")
         self.ever_active_frac = Downsampled(capacity, "last")
         self.dead_units = Downsampled(capacity, "last")
-        self.ever_active = [torch.zeros(p, dtype=torch.bool, device=device) for p in layer_positions]
-        self.born = [torch.zeros(p, dtype=torch.long, device=device) for p in layer_positions]
+        self.ledgers = [ledger(p, device) for p in layer_positions]  # birth steps, ever active
         self.lifetimes = np.zeros((n, LIFETIME_BINS), dtype=np.int64)
         self.tracked_layer = np.zeros(0, dtype=np.int64)
         self.tracked_pos = np.zeros(0, dtype=np.int64)
@@ -105,8 +193,8 @@ class Telemetry:
         return {"pruned": [], "pruned_age": [], "activated": []}
 
     def start(self, layers) -> None:
-        for ever, layer in zip(self.ever_active, layers):
-            ever[layer.active_idx] = True
+        for led, layer in zip(self.ledgers, layers):
+            led.start(layer.active_idx)
 
     def track(self, layer_index: np.ndarray, positions: np.ndarray) -> None:
         """Replace the tracked set (its past walks go with it: the series restarts)."""
@@ -131,15 +219,14 @@ class Telemetry:
             if a.numel():
                 recent["activated"].append(a.cpu().numpy())
             if p.numel():
-                life = (step - self.born[i][p]).cpu().numpy()
+                life = (step - self.ledgers[i].born_at(p)).cpu().numpy()
                 recent["pruned"].append(p.cpu().numpy())
                 recent["pruned_age"].append(life)
                 bins = np.minimum(np.floor(np.log2(np.maximum(life, 1))).astype(np.int64) + (life > 0),
                                   LIFETIME_BINS - 1)
                 np.add.at(self.lifetimes[i], bins, 1)
-            if a.numel():
-                self.born[i][a] = step
-                self.ever_active[i][a] = True
+            if a.numel() or p.numel():
+                self.ledgers[i].record(step, p, a)
         self.total_pruned += sum(pruned)
         self.pruned.add(step, pruned)
         self.activated.add(step, activated)
@@ -175,7 +262,7 @@ class Telemetry:
         self.series["test_acc"].add(step, test_acc)
         self.series["test_loss"].add(step, test_loss)
         self.dead_units.add(step, dead)
-        self.ever_active_frac.add(step, [float(e.float().mean()) for e in self.ever_active])
+        self.ever_active_frac.add(step, [led.ever_fraction() for led in self.ledgers])
 
     def size_in_points(self) -> int:
         """Everything stored, counted in numbers (for the bounded-memory test)."""
@@ -198,9 +285,8 @@ class Telemetry:
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {}
-        for i, (e, b) in enumerate(zip(self.ever_active, self.born)):
-            out[f"ever_active.{i}"] = e.to(torch.uint8).cpu()
-            out[f"born.{i}"] = b.cpu()
+        for i, led in enumerate(self.ledgers):
+            out |= led.tensors(i)
         return out
 
     def load(self, d: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -213,10 +299,8 @@ class Telemetry:
         self.changes = deque((tuple(c) for c in d["changes"]), maxlen=1000)
         self.notes = deque(d["notes"], maxlen=200)
         self.total_pruned = int(d.get("total_pruned", 0))
-        for i in range(len(self.ever_active)):
-            dev = self.ever_active[i].device
-            self.ever_active[i] = tensors[f"ever_active.{i}"].to(dev).bool()
-            self.born[i] = tensors[f"born.{i}"].to(dev).long()
+        for i, led in enumerate(self.ledgers):
+            led.load(i, tensors)
 
 
 def lifetime_bin_edges() -> np.ndarray:
