@@ -43,7 +43,6 @@ class DashboardState:
     setup_error: str = ""
     live_error: str = ""
     upload_error: str = ""
-    images: dict = field(default_factory=dict)  # name -> (time, bytes) of the live images
     frame_ms: float = 0.0
 
     # -- lifecycle (called from init and from callbacks) ----------------------------------------
@@ -73,7 +72,6 @@ class DashboardState:
         self.gen += 1
         self.frame, self.fresh, self.live_error = None, False, ""
         self.trail.clear()
-        self.images.clear()
 
     def init_from_url(self, params: dict[str, str]) -> None:
         """First run of the page: the URL's run if it still exists, else its setup."""
@@ -146,7 +144,6 @@ class CompareState:
     trails: list[EventTrail] = field(default_factory=list)
     url_errors: list[str] = field(default_factory=list)
     error: str = ""
-    images: dict = field(default_factory=dict)
 
     def start(self, base: RunConfig, specs: list[RunSpec], ui: UISettings | None = None) -> bool:
         """Start every run; if any fails, keep the comparison that was there and say why."""
@@ -169,7 +166,6 @@ class CompareState:
         self.gen += 1
         self.frames, self.fresh = [], False
         self.trails = [EventTrail() for _ in runs]
-        self.images.clear()
         return True
 
     def fetch(self, force: bool = False) -> list[RunView]:

@@ -3,10 +3,8 @@ from `registry.CONTROLS`), K controls, number formatting, live images, the graph
 and the heartbeat. Drawing only: callbacks are passed in by the pages."""
 from __future__ import annotations
 
-import base64
 import io
 import math
-import time
 from functools import lru_cache
 from typing import Callable
 
@@ -200,50 +198,10 @@ def encode(img, fmt_: str = "JPEG") -> bytes:
     return buf.getvalue()
 
 
-def live_image(images: dict, name: str, draw: Callable, every: float = 0.0, where=None) -> None:
-    """A live image, redrawn at most every `every` seconds. Sent inline (a data URI), not as
-    a media file: nothing for the browser to fetch, so no expired-media 404s while playing."""
-    when, data = images.get(name, (-1e9, None))
-    if data is None or time.monotonic() - when >= every:
-        data = encode(draw())
-        images[name] = (time.monotonic(), data)
-    (where or st).html(f'<img alt="{name}" class="deepr-live" src="data:image/jpeg;base64,'
-                       f'{base64.b64encode(data).decode()}" style="width:100%;height:auto;display:block">')
-
-
-# -- the graph (one call: the canvas component can replace what is behind it) --------------------
-def draw_graph(view: RunView, info, trail: graph.EventTrail, *, interactive: bool, images: dict,
-               key: str = "graph", size=(700, 420)) -> None:
-    if view.config.model == "conv":
-        st.caption("The graph shows the fully connected layers (the conv kernels are in Weights).")
-    layout = graph.layout_for(view.layers, info.n_features, info.image_shape)
-    pal = theme()
-    big = graph.n_edges(view.layers) > graph.PLOTLY_EDGE_LIMIT
-    if interactive and not big:
-        st.plotly_chart(graph.plotly_graph(view.layers, layout, pal, trail.fading()), key=key,
-                        config={"displaylogo": False}, theme=None)
-    else:
-        live_image(images, key, lambda: graph.raster_graph(view.layers, layout, pal, trail.fading(), size))
-
-
+# -- the graph as a PNG file (the live graph is the canvas component) ------------------------
 def graph_png(view: RunView, info, trail: graph.EventTrail) -> bytes:
     layout = graph.layout_for(view.layers, info.n_features, info.image_shape)
     return encode(graph.raster_graph(view.layers, layout, theme(), trail.fading(), (1400, 840)), "PNG")
-
-
-def rewiring_counters(where, view: RunView, trail: graph.EventTrail) -> None:
-    """Per layer: connections revived and pruned per second (established deaths and brief
-    probes apart), over the last seconds."""
-    rates = trail.rates(len(view.layers))
-    rows = [f"L{i}: {rates['revived'][i]:.0f} revived/s · {rates['died'][i]:.0f} established "
-            f"pruned/s · {rates['probe'][i]:.0f} probes pruned/s" for i in range(len(view.layers))]
-    where.caption(" | ".join(rows) if view.playing else
-                  "Paused: rewiring counters run while playing.")
-
-
-GRAPH_LEGEND = ("blue +, red −, opacity |w|; green: revived, grey: established connection pruned, "
-                "thin orange: brief probe pruned (all since the last frame, fading over ~1 s); "
-                "hollow units are dead")
 
 
 # -- lifetime -----------------------------------------------------------------------------------

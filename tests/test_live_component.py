@@ -127,7 +127,7 @@ def test_weights_that_moved_are_sent_all_at_once_when_most_did():
     layers[0]["active_weight"][3] += 1.0  # one moved
     _, arrays = lg._delta(lg.from_layers(layers, 2), sent)
     assert list(arrays["mv0"]) == [pos[0][3]] and "wall0" not in arrays
-    msg = lg._pack({"kind": "delta"}, arrays)
+    msg = lg.pack({"kind": "delta"}, arrays)
     n = int.from_bytes(msg[:4], "little")
     assert json.loads(msg[4:4 + n])["arrays"]["mvw0"][0] == "f2"
 

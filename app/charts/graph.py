@@ -1,8 +1,5 @@
-"""The connectivity graph: a layered layout computed once per architecture, restyled per frame.
-
-Small graphs are drawn as interactive plotly WebGL traces; big ones (paper-mnist: 3,552 edges,
-1,194 nodes) and live frames as an image drawn server-side with Pillow, which a browser shows
-far faster than thousands of WebGL segments re-sent every frame.
+"""The connectivity graph as a file: a layered layout and a Pillow drawing for the PNG download
+(the live graph on the page is the canvas component, app/components/live_graph.py).
 
 Rewiring events come from the run's views (`LayerView.pruned / pruned_age / activated`: every
 event since the previous view). `EventTrail` keeps them for `FADE_S` seconds so an edge pruned
@@ -19,12 +16,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import plotly.graph_objects as go
 from PIL import Image, ImageDraw
 
 from .palette import Palette
 
-PLOTLY_EDGE_LIMIT = 1500
 FADE_S = 1.0         # seconds a pruned / revived edge stays drawn, fading
 RATE_WINDOW_S = 2.0  # seconds of events behind the per-second counters
 PROBE_STEPS = 20     # pruned within this many steps of its revival: a brief probe
@@ -160,59 +155,6 @@ def dead_nodes(layers, layout: Layout) -> np.ndarray:
     return np.concatenate(dead) if dead else np.zeros(0, dtype=np.int64)
 
 
-def _segments(xy, s, d):
-    """x and y arrays of line segments separated by NaN gaps (one plotly trace)."""
-    n = len(s)
-    xs = np.full(3 * n, np.nan)
-    ys = np.full(3 * n, np.nan)
-    xs[0::3], xs[1::3] = xy[s, 0], xy[d, 0]
-    ys[0::3], ys[1::3] = xy[s, 1], xy[d, 1]
-    return xs, ys
-
-
-EVENT_NAMES = {"revived": "revived", "died": "pruned (established)", "probe": "pruned (brief probe)"}
-
-
-def plotly_graph(layers, layout: Layout, pal: Palette, fading=(), height: int = 420) -> go.Figure:
-    src, dst, w = edges(layers, layout)
-    fig = go.Figure()
-    mag = np.abs(w)
-    top = mag.max() if len(mag) else 1.0
-    # opacity and width by |w|: three magnitude bands per sign
-    for sign, color, name in ((1, pal.pos, "positive"), (-1, pal.neg, "negative")):
-        for lo, hi, alpha, width in ((0, 0.2, 0.3, 0.6), (0.2, 0.6, 0.6, 1.2), (0.6, 1.01, 0.95, 2.2)):
-            sel = (np.sign(w) == sign) & (mag >= lo * top) & (mag < hi * top)
-            if sign == 1:
-                sel |= (w == 0) & (lo == 0)  # just-revived edges have weight 0
-            xs, ys = _segments(layout.xy, src[sel], dst[sel])
-            fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", opacity=alpha, hoverinfo="skip",
-                                       line=dict(color=color, width=width), name=name,
-                                       legendgroup=name, showlegend=lo == 0))
-    by_kind: dict[str, list] = {k: [] for k in KINDS}
-    for s, d, kind, _ in event_edges(layers, layout, fading):
-        by_kind[kind].append((s, d))
-    for kind in KINDS:
-        pairs = by_kind[kind]
-        s = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, dtype=np.int64)
-        d = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, dtype=np.int64)
-        xs, ys = _segments(layout.xy, s, d)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name=EVENT_NAMES[kind],
-                                 line=dict(color=pal.event(kind), width=3 if kind != "probe" else 1.5,
-                                           dash="dot" if kind == "probe" else "solid")))
-    dead = dead_nodes(layers, layout)
-    colors = np.full(len(layout.xy), pal.node, dtype=object)
-    colors[dead] = pal.dead
-    fig.add_trace(go.Scattergl(x=layout.xy[:, 0], y=layout.xy[:, 1], mode="markers",
-                               name="units (hollow: dead)",
-                               marker=dict(size=6 if len(layout.xy) < 300 else 3, color=colors,
-                                           line=dict(color=pal.node_edge, width=0.8)), hoverinfo="skip"))
-    fig.update_layout(height=height, margin=dict(l=5, r=5, t=5, b=5), xaxis=dict(visible=False),
-                      yaxis=dict(visible=False), legend=dict(orientation="h", y=-0.02),
-                      paper_bgcolor=pal.bg, plot_bgcolor=pal.bg, font=dict(color=pal.text),
-                      uirevision="graph")
-    return fig
-
-
 def raster_graph(layers, layout: Layout, pal: Palette, fading=(), size=(1000, 520)) -> Image.Image:
     """The same picture as an image: per-edge alpha by |w|; revived edges green, established
     deaths grey-white and thick, brief probes thin orange; events fade over FADE_S."""
@@ -230,9 +172,13 @@ def raster_graph(layers, layout: Layout, pal: Palette, fading=(), size=(1000, 52
     img = Image.alpha_composite(img, over)
     over = Image.new("RGBA", size, (0, 0, 0, 0))
     draw = ImageDraw.Draw(over)
-    for s_arr, d_arr, kind, strength in sorted(event_edges(layers, layout, fading), key=lambda e: e[3]):
-        c = pal.rgb(pal.event(kind)) + (int(60 + 195 * strength),)
-        width = 1 if kind == "probe" else 3
+    # established deaths stand out; revivals and brief probes (most events) stay faint
+    weight = {"died": (1.0, 3), "revived": (0.55, 1), "probe": (0.3, 1)}
+    order = {"probe": 0, "revived": 1, "died": 2}
+    for s_arr, d_arr, kind, strength in sorted(event_edges(layers, layout, fading),
+                                               key=lambda e: (order[e[2]], e[3])):
+        scale, width = weight[kind]
+        c = pal.rgb(pal.event(kind)) + (int((60 + 195 * strength) * scale),)
         for s, d in zip(s_arr, d_arr):
             draw.line([tuple(px[s]), tuple(px[d])], fill=c, width=width)
     img = Image.alpha_composite(img, over)
@@ -243,7 +189,3 @@ def raster_graph(layers, layout: Layout, pal: Palette, fading=(), size=(1000, 52
     for i, (x, y) in enumerate(px):
         draw.ellipse([x - r, y - r, x + r, y + r], fill=hollow if i in dead else node, outline=edge)
     return img.convert("RGB")
-
-
-def n_edges(layers) -> int:
-    return sum(l.k for l in layers if len(l.shape) == 2)

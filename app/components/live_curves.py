@@ -278,7 +278,7 @@ def live_curves(data: CurvesData, *, key: str = "curves", charts: Sequence[str] 
     sig = _signature(data, charts)
     resync = False
     if sent is not None:
-        _, resync = lg._take_report(sent, lg._read_report(key))
+        _, resync = lg.take_report(sent, lg.read_report(key))
     common = {"key": key, "height": int(height), "columns": max(1, int(columns)), "charts": list(charts),
               "theme": theme, "scale": scale, "playing": bool(playing), "pace": pace,
               "min_interval_ms": int(lg.MIN_TICK * 1000)}
@@ -291,7 +291,7 @@ def live_curves(data: CurvesData, *, key: str = "curves", charts: Sequence[str] 
         entry, arrays = _diff(data, sent, names, full=True)
         header = {"kind": "full", **entry}
         sent.last_full_seq = sent.seq + 1
-    elif playing and pace != "follow" and lg._waiting(sent, pace):  # paused: every rerun is the user's
+    elif playing and pace != "follow" and lg.waiting(sent, pace):  # paused: every rerun is the user's
         header, arrays = sent.payload  # the same message again: nothing piles up
     else:
         entry, arrays = _diff(data, sent, names, full=False)
@@ -314,7 +314,7 @@ def live_curves(data: CurvesData, *, key: str = "curves", charts: Sequence[str] 
         sent.payload = (header, arrays)
     else:
         sent.counts["same"] += 1
-    msg = lg._pack({**header, **common, "seq": sent.seq}, arrays)
+    msg = lg.pack({**header, **common, "seq": sent.seq}, arrays)
     sent.last_bytes = len(msg)
     _component(key=key, data=msg, height="content", on_report_change=lambda: None)
     return {"seq": sent.seq, "kind": header["kind"] if fresh else "same", "bytes": len(msg),

@@ -52,6 +52,11 @@ CHAIN = 2                 # each message also repeats the previous delta: the pa
 IN_FLIGHT = 2             # pull pace: frames sent ahead of the page's confirmation (the server
                           # builds the next one while the page draws this one)
 _STATE = "_deepr_live_graph"
+LEGEND = ("blue +, red −, opacity |w|; green: revived, bold dark (light on a dark theme): an "
+          "established connection pruned, dotted violet: a brief probe pruned (revived and pruned "
+          "again within a few steps) — every event since the previous frame, fading over about a "
+          "second; hollow units are dead. Counters: pruned and revived per second, per layer. "
+          f"Above {SAMPLE_LIMIT:,} edges a fixed sample is drawn (the canvas says so).")
 
 _component = st.components.v2.component(
     "deepr_live_graph",
@@ -209,7 +214,7 @@ def dead_units(data: GraphData) -> np.ndarray:
     return np.concatenate(out).astype(np.int64) if out else np.zeros(0, np.int64)
 
 
-def _pack(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
+def pack(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     """A 4-byte header length, the JSON header, padding to 4 bytes, then the arrays (int32,
     float32 or float16, each padded to 4 bytes)."""
     meta, parts, off = {}, [], 0
@@ -338,7 +343,7 @@ def _signature(data: GraphData) -> tuple:
 
 
 # -- the component ---------------------------------------------------------------------------
-def _read_report(key: str) -> dict | None:
+def read_report(key: str) -> dict | None:
     """The page's last report (its component state), readable before the component is mounted
     in this run."""
     try:
@@ -349,7 +354,7 @@ def _read_report(key: str) -> dict | None:
     return rep if isinstance(rep, dict) else None
 
 
-def _take_report(sent: _Sent, rep: dict | None) -> tuple[bool, bool]:
+def take_report(sent: _Sent, rep: dict | None) -> tuple[bool, bool]:
     """Record the page's report: (it is new, the page asked for the whole graph again)."""
     if not rep or rep.get("ms") == sent.last_report_ms:
         return False, False
@@ -374,7 +379,7 @@ def _behind(sent: _Sent) -> int:
     return max(0, sent_by_then - int(rep.get("seq", 0)))
 
 
-def _waiting(sent: _Sent, pace: str) -> bool:
+def waiting(sent: _Sent, pace: str) -> bool:
     """Whether this tick should send nothing new. pull: IN_FLIGHT frames wait for the page's
     confirmation (so frames never pile up); timer: frames are piling up."""
     if pace == "pull":
@@ -439,7 +444,7 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
     sig = _signature(data)
     resync = False
     if sent is not None:
-        new, resync = _take_report(sent, _read_report(key))
+        new, resync = take_report(sent, read_report(key))
         if new:
             _adapt(sent)
     common = {"key": key, "step": data.step, "height": int(height), "theme": theme,
@@ -453,7 +458,7 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
                 setattr(sent, name, getattr(old, name))
         header, arrays = _full(data, sent)
         sent.last_full_seq = sent.seq + 1
-    elif playing and _waiting(sent, pace):  # paused, every rerun is the user's: always send
+    elif playing and waiting(sent, pace):  # paused, every rerun is the user's: always send
         header, arrays = sent.payload  # the same message again: nothing new piles up
         sent.skipped += 1
     else:
@@ -471,7 +476,7 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
         else:
             sent.chain.clear()
         sent.payload = (header, arrays)
-    msg = _pack({**header, **common, "seq": sent.seq}, arrays)
+    msg = pack({**header, **common, "seq": sent.seq}, arrays)
     sent.last_bytes, sent.last_kind = len(msg), header["kind"]
     _component(key=key, data=msg, height="content", on_report_change=lambda: None)
     return {"seq": sent.seq, "kind": header["kind"] if fresh else "same", "bytes": len(msg),

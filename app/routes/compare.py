@@ -14,12 +14,13 @@ from deepr_engine.run.data import DATASETS
 from deepr_engine.run.views import RunView
 
 from .. import widgets as w
-from ..charts import figures, raster
+from ..charts import figures
+from ..components import live_graph
 from ..charts.palette import RUN_COLORS
 from ..state import CompareState, compare
 from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query
 
-TICK = 0.5             # s between frames while playing (2-4 runs: a slower, steadier page)
+TICK = 1.0             # s between frames while playing (2-4 runs, plotly curves: a steadier page)
 HEARTBEAT = 5.0
 SMOOTH_POINTS = 20     # training loss in the table: mean of the last points of its series
 SHARED = ("dataset", "hidden", "model", "connectivity", "distribution", "seed", "steps")
@@ -241,26 +242,22 @@ def live_views() -> None:
     if playing != s.playing:
         st.rerun(scope="app")  # a run reached the budget or diverged: refresh the buttons
     table(frames, s)
-    pal = w.theme()
     cols = st.columns(2)
     for j, (what, title) in enumerate(CHARTS):
         curves, log = _curves(frames, what), what == "turnover"
         with cols[j % 2]:
-            if playing:
-                y_range = (0, 1.02) if what in ("test_acc", "ever") else None
-                w.live_image(s.images, f"c_{what}", lambda: raster.overlay_png(
-                    curves, RUN_COLORS, title, pal, y_range=y_range, log=log))
-            else:
-                st.plotly_chart(figures.overlay_figure(curves, title + (" (log)" if log else ""),
-                                                       RUN_COLORS, log=log),
-                                key=f"c_chart{what}", config={"displaylogo": False})
-    st.markdown("**Connectivity graphs**", help=w.GRAPH_LEGEND)
+            st.plotly_chart(figures.overlay_figure(curves, title + (" (log)" if log else ""),
+                                                   RUN_COLORS, log=log),
+                            key=f"c_chart{what}", config={"displaylogo": False})
+    st.markdown("**Connectivity graphs**", help=live_graph.LEGEND)
     gcols = st.columns(len(frames))
     for i, (col, f, r) in enumerate(zip(gcols, frames, s.runs)):
         with col:
             st.caption(f"{i + 1}. {registry.label(f.config.algorithm)} · step {f.step:,}")
-            w.draw_graph(f, r.info, s.trails[i], interactive=False, images=s.images, key=f"c_graph{i}",
-                         size=(520, 360))
+            linear = [layer for layer in f.layers if len(layer.shape) == 2]
+            image = None if len(linear) < len(f.layers) else r.info.image_shape
+            live_graph.live_graph(live_graph.from_layers(linear, f.step, image, r.run_id),
+                                  key=f"c_graph{i}", height=340, playing=f.playing, pace="timer")
     ms = (time.perf_counter() - t0) * 1e3
     debug = f" · frame built in <span id='frame-ms'>{ms:.0f}</span> ms" if st.session_state.get("c_debug") else ""
     st.caption(f"steps <span id='step-counter'>{','.join(str(f.step) for f in frames)}</span>{debug}",

@@ -14,14 +14,11 @@ from deepr_engine.run.data import DATASETS
 from deepr_engine.run.views import RunView
 
 from .. import widgets as w
-from ..charts import figures, graph, raster
-from ..charts.palette import LAYER_COLORS, theta
+from ..charts import figures
+from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
 from ..urlstate import UISettings, to_query
 
-LIVE_TICK = 0.23     # s between live frames while playing
-BIG_LIVE_TICK = 0.3  # the same for networks too big for plotly (leaves the CPU to training)
-CURVE_TICK = 0.6     # s between redraws of the slowly changing curves while playing
 SLOW_TICK = 3.0      # s between heavy-view refreshes while playing
 HEARTBEAT = 5.0      # s between "tab still open" pings while paused (the run parks after 30 s)
 VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
@@ -233,16 +230,11 @@ def transport(s: DashboardState, view: RunView) -> None:
         row.button(f"Step {n}", key=f"step{n}", on_click=on_step, args=(n,))
     row.button("Reset", key="reset", on_click=on_reset, help="the same setup from step 0")
     with row.popover("Download figures"):
-        info, pal = s.run.info, w.theme()
+        info = s.run.info
         st.download_button("Graph (PNG)", lambda: w.graph_png(view, info, s.trail), "graph.png",
                            "image/png", on_click="ignore", key="dl_graph")
-        st.download_button("Accuracy and loss (PNG)", lambda: w.encode(raster.accuracy_png(
-            view.telemetry, pal, (1200, 500)), "PNG"), "accuracy.png", "image/png", on_click="ignore",
-            key="dl_acc")
-        st.download_button(f"{theta()} walks (PNG)", lambda: w.encode(raster.walks_png(
-            view.telemetry, LAYER_COLORS, pal, (1200, 400)), "PNG"), "walks.png", "image/png",
-            on_click="ignore", key="dl_walks")
-        st.caption("Paused, every chart also has a camera button (PNG) in its corner.")
+        st.caption("The live curves have a PNG button each (drawn in the browser); the plotly "
+                   "charts below have a camera button in their corner.")
     if view.paused_reason:
         st.error(view.paused_reason)
         st.button("Resume after divergence", key="resume", on_click=on_resume)
@@ -260,8 +252,9 @@ def status_line(view: RunView) -> None:
 
 
 def live_views() -> None:
-    """Redrawn every LIVE_TICK while playing: counters, graph, curves, walks. Playing, they are
-    images (cheap for the browser); paused, interactive plotly charts."""
+    """Every frame while playing: counters, the graph and the curves. Both are drawn in the
+    browser (canvas components): the network and the history go once, then only what changed,
+    and the page asks for the next frame when it has drawn the last (no piled-up ticks)."""
     s = dashboard()
     t0 = time.perf_counter()
     view = s.for_fragment()
@@ -269,26 +262,20 @@ def live_views() -> None:
         st.rerun(scope="app")  # the run stopped by itself (diverged) or the buttons are stale
     status_line(view)
     sync_url(s, view)
-    pal, tel, info = w.theme(), view.telemetry, s.run.info
+    info = s.run.info
     left, right = st.columns([1.25, 1])
     with left:
-        st.markdown("**Connectivity graph**", help=w.GRAPH_LEGEND)
-        w.draw_graph(view, info, s.trail, interactive=not view.playing, images=s.images)
-        w.rewiring_counters(st, view, s.trail)
+        st.markdown("**Connectivity graph**", help=live_graph.LEGEND)
+        linear = [l for l in view.layers if len(l.shape) == 2]
+        conv = len(linear) < len(view.layers)
+        if conv:
+            st.caption("The graph shows the fully connected layers (the conv kernels are in Weights).")
+        data = live_graph.from_layers(linear, view.step, None if conv else info.image_shape, s.run.run_id)
+        live_graph.live_graph(data, key="graph", height=440, playing=view.playing)
     with right:
-        st.markdown("**Accuracy and loss** (dashed: hyperparameter changes)")
-        if view.playing:
-            w.live_image(s.images, "acc", lambda: raster.accuracy_png(tel, pal, (560, 340)), CURVE_TICK)
-        else:
-            st.plotly_chart(figures.accuracy_figure(tel), key="acc_chart", config={"displaylogo": False})
-    st.markdown(f"**{theta()} random walks** of the tracked connections (grey: dormant)")
-    tmin = view.hyperparams.get("theta_min")
-    if view.playing:
-        w.live_image(s.images, "walks", lambda: raster.walks_png(tel, LAYER_COLORS, pal, (1160, 260), tmin),
-                     CURVE_TICK)
-    else:
-        st.plotly_chart(figures.walks_figure(tel, theta_min=tmin), key="walks_chart",
-                        config={"displaylogo": False})
+        live_curves.live_curves(live_curves.from_view(view, run_id=s.run.run_id), key="curves",
+                                charts=("accuracy", "walks", "transitions"), height=190,
+                                playing=view.playing, pace="follow")
     s.frame_ms = (time.perf_counter() - t0) * 1e3
     debug = f" · frame built in <span id='frame-ms'>{s.frame_ms:.0f}</span> ms · run {s.run.run_id}" \
         if st.session_state.get("debug") else ""
@@ -299,17 +286,11 @@ def slow_views() -> None:
     """Heavier views, refreshed every SLOW_TICK while playing, from the latest frame (they fetch
     no frame of their own: the graph keeps every event)."""
     s = dashboard()
-    view, info, pal = s.frame, s.run.info, w.theme()
+    view, info = s.frame, s.run.info
     choice = st.session_state.get("view") or VIEWS[0]
     tel = view.telemetry
     if choice == "Transitions":
         a, b = st.columns(2)
-        if view.playing:
-            w.live_image(s.images, "trans", lambda: raster.transitions_png(tel, LAYER_COLORS, pal), where=a)
-            w.live_image(s.images, "life", lambda: raster.lifetime_png(tel, LAYER_COLORS, pal), where=a)
-            w.live_image(s.images, "raster", lambda: raster.tracked_raster_png(tel, pal), where=b)
-            w.live_image(s.images, "ever", lambda: raster.ever_active_png(tel, LAYER_COLORS, pal), where=b)
-            return
         a.plotly_chart(figures.transitions_figure(tel), key="trans_chart")
         b.plotly_chart(figures.raster_figure(tel), key="raster_chart")
         a.plotly_chart(figures.lifetime_figure(tel), key="life_chart")
@@ -419,8 +400,7 @@ def render() -> None:
     st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}")
     transport(s, view)
     s.playing = view.playing
-    big = graph.n_edges(view.layers) > graph.PLOTLY_EDGE_LIMIT
-    st.fragment(run_every=(BIG_LIVE_TICK if big else LIVE_TICK) if view.playing else None)(live_views)()
+    st.fragment(run_every=live_graph.run_every("graph", view.playing))(live_views)()
     st.segmented_control("View", VIEWS, default=VIEWS[0], key="view")
     st.fragment(run_every=SLOW_TICK if view.playing else None)(slow_views)()
     if not view.playing:
