@@ -1,12 +1,13 @@
-"""Browser frames per second of the dashboard while it trains, per preset.
+"""Frames per second the dashboard's live views apply in the browser while it trains.
 
 Starts `streamlit run app/main.py`, drives it in headless chromium (Playwright), presses Play
-and for --seconds reports: frames/s (how often the visible step counter changes), training
-steps/s while live as a fraction of headless steps/s (same preset, same process kind), and the
-server-side time to build one frame (as the page reports it).
+and for --seconds reports, counted in the page: frames/s applied by the live graph and by the
+live curves (their own counters, `window.__deeprGraph` / `window.__deeprCurves`), data bytes per
+frame (the graph's messages, sampled; the curves' bytes over frames), and the training steps/s
+while live (from the step counter) as a fraction of headless steps/s (same preset, one thread,
+as in the training process).
 
-    python benchmarks/app_fps.py [--presets digits-demo,spiral-demo,paper-mnist] [--seconds 15]
-                                 [--repeats 3]
+    python benchmarks/app_fps.py [--presets digits-demo,paper-mnist] [--seconds 15] [--repeats 3]
 
 Medians over --repeats runs. paper-mnist needs the MNIST IDX files under $DEEPR_DATA/mnist;
 without them it runs on a random stand-in of the same shape (60k/10k 28x28 images), which
@@ -63,46 +64,47 @@ def headless_rate(preset: str, seconds: float = 5.0) -> float:
     return (s.step_count - n0) / (time.perf_counter() - t0)
 
 
-def measure(url: str, preset: str, seconds: float, playwright) -> dict:
+def _counters(page) -> dict:
+    return page.evaluate("""() => {
+        const g = (window.__deeprGraph || {}).graph, c = (window.__deeprCurves || {}).curves;
+        const e = document.getElementById('step-counter');
+        return {g: g ? g.framesApplied : 0, gb: g ? g.lastBytes : 0, c: c ? c.framesApplied : 0,
+                cb: c ? c.bytesApplied : 0, step: e ? +e.textContent.replace(/,/g, '') : 0,
+                t: performance.now()};
+    }""")
+
+
+def measure(url: str, preset: str, seconds: float, playwright, query: str = "") -> dict:
     b = launch(playwright)
     page = b.new_page(viewport={"width": 1500, "height": 1400})
-    page.goto(f"{url}/?preset={preset}")
-    page.wait_for_selector("#step-counter", timeout=120_000)
+    page.goto(f"{url}/?preset={preset}{query}")
+    page.wait_for_selector("canvas.dg-base", timeout=120_000)
     page.get_by_role("button", name="Play").click()
-    time.sleep(2)  # warm-up
-    # The page records each new counter value itself (a MutationObserver), so measuring does
-    # not add work to the renderer; the records are read once at the end.
-    page.evaluate("""() => {
-        window.__frames = [];
-        const note = () => {
-            const e = document.getElementById('step-counter');
-            const m = document.getElementById('frame-ms');
-            const last = window.__frames[window.__frames.length - 1];
-            if (e && (!last || last[1] !== e.textContent))
-                window.__frames.push([performance.now(), e.textContent, m ? +m.textContent : null]);
-        };
-        new MutationObserver(note).observe(document.body, {subtree: true, childList: true,
-                                                             characterData: true});
-    }""")
-    t0 = time.time()
-    time.sleep(seconds)
-    frames = page.evaluate("() => window.__frames")
-    elapsed = time.time() - t0
+    time.sleep(3)  # warm-up: the first full messages
+    first = _counters(page)
+    graph_bytes = []
+    while len(graph_bytes) < seconds * 2:
+        time.sleep(0.5)
+        graph_bytes.append(_counters(page)["gb"])
+    last = _counters(page)
     page.get_by_role("button", name="Pause").click()  # stop this tab's run before the next
     time.sleep(1)
     b.close()
-    steps = [int(f[1].replace(",", "")) for f in frames]
-    span = (frames[-1][0] - frames[0][0]) / 1e3 if len(frames) > 1 else float("nan")
-    builds = [f[2] for f in frames if f[2] is not None]
-    return {"fps": len(frames) / elapsed, "live_steps_per_s": (steps[-1] - steps[0]) / span,
-            "build_ms": statistics.median(builds) if builds else float("nan")}
+    dt = (last["t"] - first["t"]) / 1e3
+    curve_frames = max(last["c"] - first["c"], 1)
+    return {"graph_fps": (last["g"] - first["g"]) / dt, "curves_fps": (last["c"] - first["c"]) / dt,
+            "graph_bytes": statistics.median(graph_bytes),
+            "curves_bytes": (last["cb"] - first["cb"]) / curve_frames,
+            "live_steps_per_s": (last["step"] - first["step"]) / dt}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--presets", default="digits-demo,spiral-demo,paper-mnist")
+    ap.add_argument("--presets", default="digits-demo,paper-mnist")
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--query", default="", help="more URL parameters, e.g. '&speed=100' (a "
+                                                "training speed limit, steps/s)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
     presets = args.presets.split(",")
@@ -115,17 +117,19 @@ def main() -> None:
         with streamlit_app() as url, sync_playwright() as p:
             for _ in range(args.repeats):  # interleaved: slow spells of the machine hit all presets
                 for preset in presets:
-                    runs[preset].append(measure(url, preset, args.seconds, p))
+                    runs[preset].append(measure(url, preset, args.seconds, p, args.query))
     finally:
         if stand_in:
             shutil.rmtree(stand_in, ignore_errors=True)
     med = lambda rs, key: statistics.median(r[key] for r in rs)  # noqa: E731
     print(f"medians of {args.repeats} runs of {args.seconds:.0f} s each")
-    print(f"{'preset':14s} {'frames/s':>9s} {'live steps/s':>13s} {'headless':>9s} {'ratio':>6s} {'build ms':>9s}")
+    print(f"{'preset':14s} {'graph f/s':>9s} {'curves f/s':>10s} {'graph B/f':>9s} {'curves B/f':>10s} "
+          f"{'live steps/s':>12s} {'headless':>9s} {'ratio':>6s}")
     for preset, rs in runs.items():
         live = med(rs, "live_steps_per_s")
-        print(f"{preset:14s} {med(rs, 'fps'):9.2f} {live:13.0f} {headless[preset]:9.0f} "
-              f"{live / headless[preset]:6.2f} {med(rs, 'build_ms'):9.0f}")
+        print(f"{preset:14s} {med(rs, 'graph_fps'):9.2f} {med(rs, 'curves_fps'):10.2f} "
+              f"{med(rs, 'graph_bytes'):9.0f} {med(rs, 'curves_bytes'):10.0f} {live:12.0f} "
+              f"{headless[preset]:9.0f} {live / headless[preset]:6.2f}")
 
 
 if __name__ == "__main__":
