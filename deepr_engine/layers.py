@@ -100,30 +100,36 @@ class Rewired:
                            torch.zeros_like(self.theta))
 
     # -- what the optimizers use (O(K) per call) ---------------------------------------------
+    # (The per-step methods read _buffers / _parameters directly: Module.__getattr__ is slow
+    # enough to show in a step of a small network.)
     def gather_active(self) -> tuple[torch.Tensor, torch.Tensor]:
         """theta and sign of the active connections, in active_idx (slot) order."""
-        idx = self.active_idx
-        return self.theta.view(-1).index_select(0, idx), self.sign.view(-1).index_select(0, idx)
+        b = self._buffers
+        idx = b["active_idx"]
+        return b["theta"].view(-1).index_select(0, idx), b["sign"].view(-1).index_select(0, idx)
 
     def active_grad(self) -> torch.Tensor | None:
         """dE/dw of the active connections (slot order); None before the first backward."""
-        if self.weight.grad is None:
+        grad = self._parameters["weight"].grad
+        if grad is None:
             return None
-        return self.weight.grad.view(-1).index_select(0, self.active_idx)
+        return grad.view(-1).index_select(0, self._buffers["active_idx"])
 
     def write_active(self, theta_active: torch.Tensor, weight_active: torch.Tensor) -> None:
         """Store theta and weight (= sign * max(theta, 0)) of the active slots."""
-        idx = self.active_idx
-        self.theta.view(-1).index_copy_(0, idx, theta_active)
-        self.weight.view(-1).index_copy_(0, idx, weight_active)
+        b = self._buffers
+        idx = b["active_idx"]
+        b["theta"].view(-1).index_copy_(0, idx, theta_active)
+        self._parameters["weight"].view(-1).index_copy_(0, idx, weight_active)
         self.touch()
 
     def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
         """The connections in `slots` of active_idx are dormant now (their theta < 0 and weight
         0 were written already); the dormant positions `new` take those slots, at theta 0
         (their weight is 0 already: they were dormant)."""
-        self.theta.view(-1).index_fill_(0, new, 0)
-        self.active_idx.index_copy_(0, slots, new)
+        b = self._buffers
+        b["theta"].view(-1).index_fill_(0, new, 0)
+        b["active_idx"].index_copy_(0, slots, new)
         self.touch()
 
     def add_active(self, new: torch.Tensor) -> torch.Tensor:
@@ -156,14 +162,15 @@ class Rewired:
     # -- bookkeeping -------------------------------------------------------------------------
     def touch(self) -> None:
         """Called by every writer after it changed theta, sign, weight or active_idx."""
-        self.version += 1
-        self._weight_version = self.weight._version
+        d = self.__dict__  # plain attributes: no nn.Module.__setattr__ on every step
+        d["version"] = d.get("version", 0) + 1
+        d["_weight_version"] = self._parameters["weight"]._version
 
     def check_weight(self) -> None:
         """Raise if `weight` was written by something other than the rewiring interface (it
         must stay sign * relu(theta); a plain torch.optim optimizer over model.parameters()
         would break that)."""
-        if self.weight._version != self._weight_version:
+        if self._parameters["weight"]._version != self._weight_version:
             raise RuntimeError(
                 f"the weight of {type(self).__name__} {tuple(self.weight.shape)} was changed "
                 "outside its rewiring optimizer (for example by another torch.optim optimizer "
