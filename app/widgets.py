@@ -204,6 +204,17 @@ def graph_png(view: RunView, info, trail: graph.EventTrail) -> bytes:
     return encode(graph.raster_graph(view.layers, layout, theme(), trail.fading(), (1400, 840)), "PNG")
 
 
+def fetch_or_offer_restart(fetch: Callable, message: str, key: str, on_restart: Callable):
+    """The page's frame(s) from `fetch()`; None after saying that a training process died
+    (killed, out of memory) and offering to start again."""
+    try:
+        return fetch()
+    except RuntimeError as exc:
+        st.error(f"{exc}: {message}")
+        st.button("Start again", key=key, type="primary", on_click=on_restart)
+        return None
+
+
 # -- lifetime -----------------------------------------------------------------------------------
 def heartbeat(runs) -> None:
     """Tells paused runs that their tab is still open (a run with no news for 30 s parks)."""

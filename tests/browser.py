@@ -25,11 +25,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_app(port: int | None = None):
+def streamlit_app(port: int | None = None, script: str = "app/main.py"):
+    """`streamlit run <script>` (the app, or a component's demo page) on a free loopback port."""
     port = port or free_port()
     env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"), "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / script), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--global.developmentMode", "false"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -115,16 +115,20 @@ def test_active_increment_mean_and_variance_with_zero_gradient():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("compute", ["dense", "sparse"])
 @pytest.mark.parametrize("size,k", [(200, 20), (200, 1), (200, 180)])
-def test_revival_is_uniform_over_dormant_positions(size, k):
+def test_revival_is_uniform_over_dormant_positions(size, k, compute):
     """Every step all K die (zero gradient, L1 pushes theta = 0 below 0): K are revived among
-    all dormant positions, including the ones that just died. Chi-square against uniform."""
-    layer = SparseLinear(size // 10, 10, bias=False, k=k, generator=torch.Generator().manual_seed(5))
+    all dormant positions, including the ones that just died. Chi-square against uniform; in
+    both compute modes (K = 180 of 200 takes the listing path, the others rejection)."""
+    layer = SparseLinear(size // 10, 10, bias=False, k=k, compute=compute,
+                         generator=torch.Generator().manual_seed(5))
     opt = DeepR(nn.Sequential(layer), lr=1.0, alpha=1.0, temperature=0.0, seed=6)
+    param = opt.param_groups[0]["params"][0]  # weight, or a compact layer's K values
     counts = torch.zeros(size)
     steps = 40_000 // k
     for _ in range(steps):
-        layer.weight.grad = torch.zeros_like(layer.weight)
+        param.grad = torch.zeros_like(param)
         opt.step()
         ev = opt.last_events[0]
         assert ev["activated"].numel() == k and ev["activated"].unique().numel() == k

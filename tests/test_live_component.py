@@ -3,52 +3,22 @@ browser: app/components/demo.py with a real training run, driven by Playwright i
 chromium. Plus the Python-side delta logic without a browser."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 
-from browser import ROOT, free_port, launch
+from browser import launch, streamlit_app
 
 from app.components import live_graph as lg
 
 GRAPH = "window.__deeprGraph && window.__deeprGraph.graph"
 
 
-@contextlib.contextmanager
 def demo_app():
-    """`streamlit run app/components/demo.py` on a free port (tests/browser.py starts main.py)."""
-    port = free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "components" / "demo.py"),
-         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--global.developmentMode", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("demo did not start: " + proc.stdout.read().decode()[-2000:])
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return streamlit_app(script="app/components/demo.py")
 
 
 def graph(page, expr: str):

@@ -4,18 +4,14 @@ Python side's deltas against a real down-sampled telemetry series, and in a real
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
 
-from browser import ROOT, free_port, launch
+from browser import launch, streamlit_app
 
 from app.components import live_curves as lc
 from deepr_engine.run.telemetry import Downsampled
@@ -72,7 +68,7 @@ def test_change_labels_and_a_dragged_change_is_resent_from_its_entry():
     entry, _ = lc._diff(data, sent, [], full=True)
     assert entry["changes"]["from"] == 0 and len(entry["changes"]["items"]) == 2
     assert entry["metrics"] == {"loss": None, "test_acc": 0.5}  # JSON has no NaN: "—" on the page
-    msg = lc.lg._pack(entry, {})
+    msg = lc.lg.pack(entry, {})
     assert json.loads(msg[4:4 + int.from_bytes(msg[:4], "little")])["metrics"]["loss"] is None
     data.changes[1] = (4, "temperature", 1e-6, 1e-4)  # the engine extended the change (a drag)
     entry, _ = lc._diff(data, sent, [], full=False)
@@ -80,33 +76,8 @@ def test_change_labels_and_a_dragged_change_is_resent_from_its_entry():
 
 
 # -- in the browser ----------------------------------------------------------------------------
-@contextlib.contextmanager
 def demo_app():
-    port = free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "components" / "curves_demo.py"),
-         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--global.developmentMode", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("demo did not start: " + proc.stdout.read().decode()[-2000:])
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return streamlit_app(script="app/components/curves_demo.py")
 
 
 def api(page, expr: str):

@@ -94,26 +94,6 @@ def test_invariants_over_a_thousand_steps():
     assert turnover > 1000
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("size,k", [(200, 20), (200, 180)])
-def test_revival_is_uniform_over_dormant_positions(size, k):
-    """All K die every step (zero gradient, L1 pushes theta = 0 below 0): K revived among all
-    dormant positions, the ones that just died included; chi-square against uniform (both the
-    rejection path and the listing path)."""
-    layer = SparseLinear(size // 10, 10, bias=False, k=k, compute="sparse",
-                         generator=torch.Generator().manual_seed(5))
-    opt = DeepR(nn.Sequential(layer), lr=1.0, alpha=1.0, temperature=0.0, seed=6)
-    counts = torch.zeros(size)
-    for _ in range(40_000 // k):
-        layer.values.grad = torch.zeros_like(layer.values)
-        opt.step()
-        ev = opt.last_events[0]
-        assert ev["activated"].numel() == k and ev["activated"].unique().numel() == k
-        counts += torch.bincount(ev["activated"], minlength=size)
-    p = stats.chisquare(counts.numpy()).pvalue
-    assert p > 1e-3, f"revival not uniform (chi-square p={p:.2g})"
-
-
 def test_hash_signs_are_fair_fixed_and_independent_of_neighbours():
     pos = torch.arange(1_000_000) + 10**10 - 500_000  # across a 2^32 boundary too
     s = position_signs(123, pos)

@@ -46,7 +46,8 @@ _STATE = "_deepr_live_curves"
 
 _component = st.components.v2.component(
     "deepr_live_curves",
-    js=(ASSETS / "live_curves.js").read_text(encoding="utf-8"),
+    js=(ASSETS.parent / "common.js").read_text(encoding="utf-8")
+    + (ASSETS / "live_curves.js").read_text(encoding="utf-8"),
     css=(ASSETS / "live_curves.css").read_text(encoding="utf-8"),
 )
 

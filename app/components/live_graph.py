@@ -60,7 +60,8 @@ LEGEND = ("blue +, red −, opacity |w|; green: revived, bold dark (light on a d
 
 _component = st.components.v2.component(
     "deepr_live_graph",
-    js=(ASSETS / "live_graph.js").read_text(encoding="utf-8"),
+    js=(ASSETS.parent / "common.js").read_text(encoding="utf-8")
+    + (ASSETS / "live_graph.js").read_text(encoding="utf-8"),
     css=(ASSETS / "live_graph.css").read_text(encoding="utf-8"),
 )
 

@@ -282,11 +282,9 @@ def render() -> None:
     b = s.base
     st.caption(f"{b.dataset} · {b.model} · hidden {b.hidden} · connectivity {b.connectivity} "
                f"({b.distribution}) · seed {b.seed} · same data, seed and step budget for every run")
-    try:
-        frames = s.fetch(force=True)
-    except RuntimeError as exc:  # a training process died (killed, out of memory)
-        st.error(f"{exc}: start the comparison again from its setup.")
-        st.button("Start again", key="c_restart", type="primary", on_click=on_reset)
+    frames = w.fetch_or_offer_restart(lambda: s.fetch(force=True), "start the comparison again "
+                                      "from its setup.", "c_restart", on_reset)
+    if frames is None:
         return
     transport(s, frames)
     s.playing = any(f.playing for f in frames)

@@ -383,11 +383,9 @@ def render() -> None:
     if s.setup_error:
         st.error(f"Setup not applied: {s.setup_error}")
         s.setup_error = ""
-    try:
-        view = s.fetch(force=True)
-    except RuntimeError as exc:  # the training process died (killed, out of memory)
-        st.error(f"{exc}: this run's state is lost. Start it again from its setup.")
-        st.button("Start again", key="restart", type="primary", on_click=on_reset)
+    view = w.fetch_or_offer_restart(lambda: s.fetch(force=True), "this run's state is lost. "
+                                    "Start it again from its setup.", "restart", on_reset)
+    if view is None:
         return
     setup_controls(s, view)
     live_controls(s, view)

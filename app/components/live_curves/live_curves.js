@@ -21,28 +21,7 @@ const PALETTES = {
 };
 
 // the wire format of live_graph.py's _pack (a JSON header, then aligned typed arrays)
-function decode(u8) {
-  const buf = u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
-  const n = new DataView(buf).getUint32(0, true);
-  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
-  const start = (4 + n + 3) & ~3;
-  const arrays = {};
-  for (const [name, [dtype, off, count]] of Object.entries(header.arrays || {})) {
-    if (dtype === "f2") throw new Error("float16 is not used by the curves");
-    arrays[name] = new (dtype === "i4" ? Int32Array : Float32Array)(buf, start + off, count);
-  }
-  return { header, arrays, bytes: u8.byteLength };
-}
 
-function luminance(color) {
-  const m = /^#([0-9a-f]{6})$/i.exec((color || "").trim());
-  if (m) {
-    const v = parseInt(m[1], 16);
-    return (0.299 * (v >> 16) + 0.587 * ((v >> 8) & 255) + 0.114 * (v & 255)) / 255;
-  }
-  const r = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)/.exec(color || "");
-  return r ? (0.299 * +r[1] + 0.587 * +r[2] + 0.114 * +r[3]) / 255 : 1;
-}
 
 // -- numbers ------------------------------------------------------------------------------------
 function niceCeil(v) {
@@ -588,15 +567,6 @@ function drawHover(S, C) {
 }
 
 // -- pacing (as live_graph.js: in pull pace the report is the request for the next frame) -----
-function report(S, extra) {
-  if (!S.setStateValue) return;
-  clearTimeout(S.reportTimer);
-  S.reportTimer = 0;
-  S.lastReport = performance.now();
-  S.reportedSeq = S.seq;
-  S.setStateValue("report", { seq: S.seq, applied: S.framesApplied, ms: Math.round(S.lastReport),
-                              apply_ms: +S.applyMs.toFixed(2), resyncs: S.resyncs, ...extra });
-}
 
 function scheduleReport(S, playing, fresh) {
   if (S.reportTimer || !playing || S.pace === "follow") return;  // follow: another view asks
