@@ -95,3 +95,13 @@ def choose(page, label: str, option: str, tries: int = 3) -> None:
             continue
         return
     raise AssertionError(f"could not choose {option!r} in {label!r}")
+
+
+def canvas_pixel(page, selector: str) -> list[int]:
+    """RGBA of the top-left pixel (the background) of the first canvas matching `selector`
+    inside a component's shadow DOM."""
+    return page.evaluate("""(sel) => {
+      const c = [...document.querySelectorAll('*')].map(e => e.shadowRoot).filter(Boolean)
+        .map(r => r.querySelector(sel)).find(Boolean);
+      return Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data);
+    }""", selector)

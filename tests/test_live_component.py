@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from browser import launch, streamlit_app
+from browser import canvas_pixel, launch, streamlit_app
 
 from app.components import live_graph as lg
 
@@ -184,7 +184,7 @@ def test_canvas_renders_applies_deltas_and_follows_the_theme():
             shots = os.environ.get("LIVE_GRAPH_SHOTS")  # a folder for screenshots, if wanted
             if shots:
                 page.screenshot(path=os.path.join(shots, "live_graph_light.png"))
-            light_bg = page.evaluate(_PIXEL)
+            light_bg = canvas_pixel(page, "canvas.dg-base")
 
             # a playing run in a dark colour scheme: Streamlit goes dark, so does the canvas; the
             # page pulls frames itself and applies every one as a delta
@@ -195,7 +195,7 @@ def test_canvas_renders_applies_deltas_and_follows_the_theme():
             assert m["fps"] > 0.5 and m["delta_bytes"] and m["resyncs"] == 0, m
             assert dark.evaluate("window.__deeprGraph.graph.theme") == "dark"
             assert dark.locator("canvas.dg-base").get_attribute("data-theme") == "dark"
-            dark_bg = dark.evaluate(_PIXEL)
+            dark_bg = canvas_pixel(dark, "canvas.dg-base")
             if shots:
                 dark.screenshot(path=os.path.join(shots, "live_graph_dark.png"))
             assert sum(light_bg[:3]) > 600 and sum(dark_bg[:3]) < 150, (light_bg, dark_bg)
@@ -204,9 +204,4 @@ def test_canvas_renders_applies_deltas_and_follows_the_theme():
             browser.close()
 
 
-# the colour of the canvas's top-left pixel (background)
-_PIXEL = """() => {
-  const c = [...document.querySelectorAll('*')].map(e => e.shadowRoot).filter(Boolean)
-    .map(r => r.querySelector('canvas.dg-base')).find(Boolean);
-  return Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data);
-}"""
+

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from browser import launch, streamlit_app
+from browser import canvas_pixel, launch, streamlit_app
 
 from app.components import live_curves as lc
 from deepr_engine.run.telemetry import Downsampled
@@ -186,7 +186,7 @@ def test_curves_render_append_mark_changes_and_follow_the_theme(tmp_path):
             png = tmp_path / "acc.png"
             dl.value.save_as(png)
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
-            light_bg = page.evaluate(_PIXEL)
+            light_bg = canvas_pixel(page, ".lc-chart[data-chart=accuracy] canvas.lc-base")
 
             # a playing run in a dark colour scheme: Streamlit goes dark, so do the charts; the
             # page pulls frames and applies them as deltas
@@ -199,7 +199,7 @@ def test_curves_render_append_mark_changes_and_follow_the_theme(tmp_path):
             assert (a1 - a0) / ((t1 - t0) / 1e3) > 0.5
             assert api(dark, "theme") == "dark" and api(dark, "lastKind") == "delta" and api(dark, "resyncs") == 0
             assert dark.locator(".lc-root").get_attribute("data-theme") == "dark"
-            dark_bg = dark.evaluate(_PIXEL)
+            dark_bg = canvas_pixel(dark, ".lc-chart[data-chart=accuracy] canvas.lc-base")
             if shots:
                 dark.screenshot(path=os.path.join(shots, "live_curves_dark.png"), full_page=True)
             assert sum(light_bg[:3]) > 600 and sum(dark_bg[:3]) < 150, (light_bg, dark_bg)
@@ -208,9 +208,4 @@ def test_curves_render_append_mark_changes_and_follow_the_theme(tmp_path):
             browser.close()
 
 
-# the colour of the accuracy canvas's top-left pixel (its background)
-_PIXEL = """() => {
-  const c = [...document.querySelectorAll('*')].map(e => e.shadowRoot).filter(Boolean)
-    .map(r => r.querySelector('.lc-chart[data-chart=accuracy] canvas.lc-base')).find(Boolean);
-  return Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data);
-}"""
+
