@@ -10,7 +10,7 @@ from .sparse import CompactLinear
 from .optim import (SET, DeepR, Dense, L1Shrinkage, MagnitudePruning, RigL, SoftDeepR,
                     StaticSparse, theta_min_rule)
 
-__all__ = ["DeepR", "SoftDeepR", "Dense", "StaticSparse", "SET", "RigL", "MagnitudePruning",
+__all__ = ["validate", "DeepR", "SoftDeepR", "Dense", "StaticSparse", "SET", "RigL", "MagnitudePruning",
            "L1Shrinkage", "SparseLinear", "SparseConv2d", "CompactLinear", "Rewired", "sparsify", "rewired_layers",
            "distribute_connectivity", "theta_min_rule", "auto_device"]
 __version__ = "0.2.0"

@@ -150,7 +150,7 @@ class TrainingSession:
         linear = [l for l in self.layers if len(l.weight_shape) == 2]
         dead = []
         for a, b in zip(linear[:-1], linear[1:]):  # O(K): counts over the active positions
-            (out_a, in_a), (out_b, in_b) = a.weight_shape, b.weight_shape
+            (out_a, in_a), (_, in_b) = a.weight_shape, b.weight_shape
             if out_a != in_b:
                 continue
             has_in = torch.bincount(a.active_idx // in_a, minlength=out_a) > 0
