@@ -180,6 +180,9 @@ def test_views_are_detached_and_carry_every_rewiring_event_since_the_previous_vi
         assert np.array_equal(lv.weight() != 0, lv.active_mask() & (lv.theta != 0))
         assert np.array_equal(lv.active_theta, lv.theta.reshape(-1)[lv.active_pos])
         assert len(lv.pruned_age) == len(lv.pruned) and np.all((lv.pruned_age >= 0) & (lv.pruned_age <= 40))
+    from deepr_engine.sparse import model_memory
+    assert v.model_bytes == model_memory(s.model)["total"] > 0
+    assert v.process_rss > v.model_bytes  # the process holds torch and the data too
     v.layers[0].theta[...] = 5.0  # a view never aliases the run
     assert not bool((s.layers[0].theta == 5.0).any())
     assert all(l.pruned.size == 0 for l in s.snapshot().layers)  # nothing new since

@@ -4,9 +4,12 @@ training process sends (background.py) are both such views. Plain numpy and numb
 crosses a process pipe cheaply and never aliases the run's tensors."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..sparse import model_memory
 
 from .config import RunConfig
 
@@ -83,6 +86,8 @@ class RunView:
     steps_per_second: float = 0.0  # wall clock (the owner of the run measures it)
     train_seconds: float = 0.0
     playing: bool = False
+    model_bytes: int = 0          # the model's parameters, gradients and buffers
+    process_rss: int = 0          # resident memory of the process that trains (0: unknown)
     extra: dict = field(default_factory=dict)
 
 
@@ -99,6 +104,15 @@ def telemetry_view(tel) -> TelemetryView:
         tracked_theta=_series(tel.tracked_theta), tracked_layer=tel.tracked_layer.copy(),
         tracked_pos=tel.tracked_pos.copy(), lifetimes=tel.lifetimes.copy(),
         changes=list(tel.changes), notes=list(tel.notes), total_pruned=tel.total_pruned)
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def run_view(session, *, full: bool = False, playing: bool = False,
@@ -125,4 +139,5 @@ def run_view(session, *, full: bool = False, playing: bool = False,
                    paused_reason=session.paused_reason, layers=layers,
                    telemetry=telemetry_view(session.telemetry),
                    steps_per_second=session.steps_per_second if steps_per_second is None
-                   else steps_per_second, train_seconds=session.train_seconds, playing=playing)
+                   else steps_per_second, train_seconds=session.train_seconds, playing=playing,
+                   model_bytes=model_memory(session.model)["total"], process_rss=_rss())
