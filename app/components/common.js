@@ -44,3 +44,15 @@ function report(S, extra) {
   S.setStateValue("report", { seq: S.seq, applied: S.framesApplied, ms: Math.round(S.lastReport),
                               apply_ms: +S.applyMs.toFixed(2), resyncs: S.resyncs, ...extra });
 }
+
+function scheduleReport(S, playing, fresh) {
+  // pull: ask for the next frame as soon as one arrives (never sooner than minInterval after
+  // the last ask), so frames cannot pile up; timer: just tell Python how we keep up; follow:
+  // another view on the page asks. A repeated frame asks again only if the last ask seems lost.
+  if (S.reportTimer || !playing || S.pace === "follow") return;
+  const since = performance.now() - S.lastReport;
+  if (!fresh && S.reportedSeq === S.seq && since < 1500) return;
+  const wait = Math.max(0, (S.pace === "pull" ? S.minInterval : S.reportEvery || 1000) - since);
+  if (wait === 0) report(S, {});  // now, not after the page's own rendering
+  else S.reportTimer = setTimeout(() => report(S, {}), wait);
+}

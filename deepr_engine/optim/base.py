@@ -24,8 +24,13 @@ def _positive(name):
     return lambda v: validate.finite(name, v, low=0.0, low_open=True)
 
 
-def _non_negative(name):
+def non_negative(name):
+    """A check for a hyperparameter in [0, inf) (for the methods' HYPER tables)."""
     return lambda v: validate.finite(name, v, low=0.0)
+
+
+# the hyperparameters of the Langevin update (Deep R and soft-Deep R): L1 strength, temperature
+LANGEVIN = {"alpha": non_negative("alpha"), "temperature": non_negative("temperature")}
 
 
 def _unit(name):

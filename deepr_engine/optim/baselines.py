@@ -35,6 +35,7 @@ from torch import nn
 
 from .. import validate
 from ..layers import Rewired
+from .base import non_negative
 from .exact_k import ExactK
 from ..sampling import smallest
 
@@ -269,8 +270,7 @@ class L1Shrinkage(MaskedTraining):
     `threshold` is removed for good, never below the floor K (k= / connectivity=)."""
 
     K_MEANING = "floor"
-    HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
-             "threshold": lambda v: validate.finite("threshold", v, low=0.0)}
+    HYPER = {"alpha": non_negative("alpha"), "threshold": non_negative("threshold")}
     _saved_ks = ("floor_k",)
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,

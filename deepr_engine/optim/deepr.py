@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import validate
-from .base import nonfinite_gradient
+from .base import LANGEVIN, nonfinite_gradient
 from .exact_k import ExactK
 
 
@@ -31,8 +31,7 @@ class DeepR(ExactK):
     """
 
     SPARSE_REFUSAL = None  # runs on compact layers through the layer interface (per-layer K)
-    HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
-             "temperature": lambda v: validate.finite("temperature", v, low=0.0)}
+    HYPER = LANGEVIN
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4,
                  temperature: float = 0.0, *, k: int | Sequence[int] | None = None,

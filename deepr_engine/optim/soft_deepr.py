@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import validate
-from .base import RewiringOptimizer, nonfinite_gradient
+from .base import LANGEVIN, RewiringOptimizer, nonfinite_gradient
 
 def theta_min_rule(temperature: float, alpha: float, connectivity: float) -> float:
     """Reference code's rule of thumb: theta_min = -T (1 - p0) / (alpha p0)."""
@@ -34,8 +34,7 @@ class SoftDeepR(RewiringOptimizer):
     SPARSE_REFUSAL = ("soft-Deep R moves every dormant theta by noise at every step (a random "
                       "walk on all positions, clipped at theta_min), so its state and work are "
                       "O(all positions), not O(K)")
-    HYPER = {"alpha": lambda v: validate.finite("alpha", v, low=0.0),
-             "temperature": lambda v: validate.finite("temperature", v, low=0.0)}
+    HYPER = LANGEVIN
     K_MEANING = "soft"  # the active count drifts around the target connectivity
     SET_ONLY = ("theta_min", "target_connectivity", "connectivity")
 

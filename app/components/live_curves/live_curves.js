@@ -568,14 +568,6 @@ function drawHover(S, C) {
 
 // -- pacing (as live_graph.js: in pull pace the report is the request for the next frame) -----
 
-function scheduleReport(S, playing, fresh) {
-  if (S.reportTimer || !playing || S.pace === "follow") return;  // follow: another view asks
-  const since = performance.now() - S.lastReport;
-  if (!fresh && S.reportedSeq === S.seq && since < 1500) return;  // a repeat asks again only if the ask seems lost
-  const wait = Math.max(0, (S.pace === "pull" ? S.minInterval : 1000) - since);
-  if (wait === 0) report(S, {});
-  else S.reportTimer = setTimeout(() => report(S, {}), wait);
-}
 
 export default function (component) {
   const { data, parentElement, setStateValue } = component;

@@ -391,17 +391,6 @@ function applyDelta(S, d, a, now, probeSteps) {
 }
 
 
-function scheduleReport(S, playing, fresh) {
-  if (S.reportTimer || !playing) return;
-  // pull: ask for the next frame as soon as one arrives (never sooner than minInterval after
-  // the last ask), so frames cannot pile up; timer: just tell Python how we keep up. A repeated
-  // frame asks again only if the last ask seems lost.
-  const since = performance.now() - S.lastReport;
-  if (!fresh && S.reportedSeq === S.seq && since < 1500) return;
-  const wait = Math.max(0, (S.pace === "pull" ? S.minInterval : S.reportEvery) - since);
-  if (wait === 0) report(S, {});  // now, not after the page's own rendering
-  else S.reportTimer = setTimeout(() => report(S, {}), wait);
-}
 
 export default function (component) {
   const { data, parentElement, setStateValue } = component;
