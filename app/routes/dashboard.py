@@ -249,7 +249,8 @@ def status_line(view: RunView) -> None:
     row.metric("Test accuracy", w.metric(m.get("test_acc")), width="content")
     row.metric("Train loss", w.metric(m.get("loss")), width="content", help="last minibatch")
     row.metric("Active connections", f"{sum(l.k for l in view.layers):,}", width="content")
-    row.metric("Memory", f"{view.model_bytes / 1e6:,.1f} MB", width="content",
+    mem = view.model_bytes
+    row.metric("Memory", f"{mem / 1e6:,.1f} MB" if mem >= 1e6 else f"{mem / 1e3:,.0f} kB", width="content",
                help="the model's parameters, gradients and rewiring state (O(K) in sparse compute)"
                     + (f"; the training process holds {view.process_rss / 1e6:,.0f} MB in all "
                        "(torch, data, telemetry)" if view.process_rss else ""))
