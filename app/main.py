@@ -1,4 +1,8 @@
-"""DeepR Studio: streamlit run app/main.py (a small router: the dashboard and the Compare page)."""
+"""DeepR Studio: streamlit run app/main.py (a small router: the dashboard and the Compare page).
+
+`streamlit run` first imports this file as a module and finds `app` below: a Streamlit app
+with one more HTTP route, the live views' feed (components/feed.py). Then it runs this file as
+__main__ for every page view."""
 import sys
 from pathlib import Path
 
@@ -17,3 +21,9 @@ if __name__ == "__main__":
                           st.Page(compare.render, title="Compare", icon="⚖️", url_path="compare"),
                           st.Page("routes/sweep.py", title="Sweep", icon="🧪", url_path="sweep")])
     page.run()
+elif __name__ != "__mp_main__":
+    import streamlit as st
+
+    from app.components import feed
+
+    app = st.App(Path(__file__).resolve(), routes=feed.routes())

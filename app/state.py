@@ -7,6 +7,8 @@ A frame takes the rewiring events since the previous one, so a rerun fetches at 
 `take`, which feeds the graph's fading trail."""
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -17,6 +19,7 @@ from deepr_engine.run.config import RunConfig, preset
 from deepr_engine.run.views import RunView
 
 from .charts.graph import EventTrail
+from .components import feed as live_feed
 from .urlstate import RunSpec, UISettings, run_config
 
 START_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
@@ -44,6 +47,10 @@ class DashboardState:
     live_error: str = ""
     upload_error: str = ""
     frame_ms: float = 0.0
+    feed: live_feed.Feed | None = None   # the live views' frames over HTTP (components/feed.py)
+    feed_gen: int = -1
+    feed_at: float = 0.0            # when the feed last took a frame (monotonic)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # -- lifecycle (called from init and from callbacks) ----------------------------------------
     def start(self, source: RunConfig | bytes, ui: UISettings | None = None) -> bool:
@@ -65,13 +72,16 @@ class DashboardState:
         return True
 
     def _adopt(self, run: BackgroundSession, ui: UISettings) -> None:
-        if self.run is not None and self.run is not run:
-            self.run.close()
-        self.run, self.ui = run, ui
-        ui.run_id = run.run_id
-        self.gen += 1
-        self.frame, self.fresh, self.live_error = None, False, ""
-        self.trail.clear()
+        with self._lock:
+            if self.run is not None and self.run is not run:
+                self.run.close()
+            self.run, self.ui = run, ui
+            ui.run_id = run.run_id
+            self.gen += 1
+            self.frame, self.fresh, self.live_error = None, False, ""
+            self.trail.clear()
+            live_feed.close_feed(self.feed)
+            self.feed = None
 
     def init_from_url(self, params: dict[str, str]) -> None:
         """First run of the page: the URL's run if it still exists, else its setup."""
@@ -106,23 +116,53 @@ class DashboardState:
 
     def fetch(self, force: bool = False) -> RunView:
         """The frame for this rerun: one request at most (the full rerun's frame is handed to
-        its live fragment; a fragment rerun of its own fetches a new one)."""
-        if force or self.frame is None or not self.fresh:
-            self.frame = self.take(self.run.frame())
-            self.fresh = True
-        return self.frame
+        its live fragment or the feed; a fragment rerun of its own fetches a new one)."""
+        with self._lock:  # the feed takes frames from a server thread
+            if force or self.frame is None or not self.fresh:
+                self.frame = self.take(self.run.frame())
+                self.fresh = True
+            return self.frame
 
     def for_fragment(self) -> RunView:
-        """The live fragment's frame: this full rerun's, or a new one on a fragment rerun."""
-        if self.fresh and self.frame is not None:
-            self.fresh = False
+        """The live views' next frame: this full rerun's, or a new one."""
+        with self._lock:
+            if self.fresh and self.frame is not None:
+                self.fresh = False
+                return self.frame
+            self.frame = self.take(self.run.frame())
             return self.frame
-        self.frame = self.take(self.run.frame())
-        return self.frame
 
     def snapshot(self) -> RunView:
         """A full view (theta and sign), its events kept for the graph."""
-        return self.take(self.run.snapshot())
+        with self._lock:
+            return self.take(self.run.snapshot())
+
+    # -- the feed: live frames over HTTP ------------------------------------------------------
+    def live_feed(self, channels) -> live_feed.Feed:
+        """This run's feed, opened on first use with `channels()` (a new run, a new feed; the
+        old one ends)."""
+        if self.feed is None or self.feed_gen != self.gen or live_feed.get(self.feed.token) is None:
+            gen = self.gen
+            self.feed = live_feed.open_feed(self, "dashboard", lambda s: s.feed_frame(gen), channels())
+            self.feed_gen = gen
+        return self.feed
+
+    def feed_frame(self, gen: int) -> RunView:
+        """The feed's next frame, for the run it was opened for only."""
+        with self._lock:
+            if gen != self.gen:
+                raise RuntimeError("this tab started another run")
+            view = self.for_fragment()
+            self.feed_at = time.monotonic()
+            return view
+
+    def recent_view(self, within: float = 2.0) -> RunView:
+        """The latest frame if the feed took it lately (so the status line takes no frame of
+        its own: frames take the rewiring events), else a new one."""
+        with self._lock:
+            if self.frame is not None and time.monotonic() - self.feed_at < within:
+                return self.frame
+            return self.for_fragment()
 
 
 def dashboard() -> DashboardState:

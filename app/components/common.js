@@ -56,3 +56,82 @@ function scheduleReport(S, playing, fresh) {
   if (wait === 0) report(S, {});  // now, not after the page's own rendering
   else S.reportTimer = setTimeout(() => report(S, {}), wait);
 }
+
+// -- the feed (app/components/feed.py): frames over plain HTTP, outside Streamlit's reruns.
+// One loop per feed URL on the page, shared by the views subscribed to it (one channel each):
+// a GET returns the next message of every channel from one frame; the next GET leaves once the
+// browser has painted that frame and 1/max_fps s have passed, so requests never pile up.
+// Playing, the loop runs until the run stops; paused, it fetches once per new step the page
+// names (a Step button's rerun). A channel whose page holds the wrong sequence number gets a
+// full message (the server compares), so a lost response costs one full frame, not a stall.
+function feedOf(url) {
+  const all = (window.__deeprFeeds = window.__deeprFeeds || {});
+  if (!all[url]) all[url] = { url, subs: new Map(), running: false, playing: false, wantStep: null,
+                              frames: 0, errors: 0, gone: false, maxFps: 12, lastMs: 0, stepShown: -1 };
+  return all[url];
+}
+
+function feedSubscribe(h, S, apply) {
+  // h: the subscription message (kind "feed"); apply(S, header, arrays, bytes) draws a message
+  for (const [url, other] of Object.entries(window.__deeprFeeds || {}))
+    if (url !== h.feed) other.subs.delete(h.channel + "@" + S.key);  // a new run, a new feed
+  const F = feedOf(h.feed);
+  F.subs.set(h.channel + "@" + S.key, { channel: h.channel, S, apply });
+  F.playing = !!h.playing;
+  F.maxFps = h.max_fps || 12;
+  if (h.step !== F.stepShown) F.wantStep = h.step;
+  S.feed = F;
+  feedRun(F);
+}
+
+function feedSplit(buf) {
+  const n = new DataView(buf.buffer, buf.byteOffset, 4).getUint32(0, true);
+  const head = JSON.parse(new TextDecoder().decode(buf.subarray(4, 4 + n)));
+  const start = (4 + n + 3) & ~3, parts = {};
+  for (const [name, [off, len]] of Object.entries(head.parts)) parts[name] = buf.subarray(start + off, start + off + len);
+  return { head, parts };
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const painted = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+
+async function feedRun(F) {
+  if (F.running || F.gone) return;
+  F.running = true;
+  try {
+    while (F.playing || F.wantStep !== null) {
+      for (const [id, s] of F.subs) if (!s.S.root.isConnected) F.subs.delete(id);
+      if (!F.subs.size) break;
+      F.wantStep = null;
+      const t0 = performance.now();
+      const subs = Array.from(F.subs.values());
+      const q = subs.map((s) => `${encodeURIComponent(s.channel)}=${s.S.seq}`).join("&");
+      let r = null;
+      try { r = await fetch(`${F.url}?${q}`, { cache: "no-store" }); } catch (e) { r = null; }
+      if (!r || !r.ok) {
+        F.errors++;
+        if (r && (r.status === 404 || r.status === 410)) { F.gone = true; break; }  // the page reruns
+        await sleep(1000);
+        continue;
+      }
+      const { head, parts } = feedSplit(new Uint8Array(await r.arrayBuffer()));
+      F.fetchMs = performance.now() - t0;  // request, server, transfer
+      for (const s of subs) {
+        const part = parts[s.channel];
+        if (!part || !s.S.root.isConnected) continue;
+        const { header, arrays, bytes } = decode(part);
+        if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
+      }
+      F.frames++;
+      F.stepShown = head.step;
+      if (!head.playing) F.playing = false;  // the run stopped (paused elsewhere, diverged)
+      F.lastMs = performance.now() - t0;
+      F.serverMs = head.ms;  // the server's time for this frame: taking it, encoding it
+      await painted();
+      const wait = 1000 / F.maxFps - (performance.now() - t0);
+      if (wait > 0) await sleep(wait);
+    }
+  } finally {
+    F.running = false;
+  }
+}

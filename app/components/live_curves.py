@@ -234,6 +234,59 @@ def _chained(deltas: list) -> tuple[dict, dict]:
     return header, arrays
 
 
+# -- the feed (feed.py): frames over HTTP, outside Streamlit's reruns ----------------------------
+class CurvesChannel:
+    """The curves' messages for a feed: everything when the page holds nothing or not what was
+    last sent (`have` says), else per series the points from the first that differs, or a
+    short "same" message when nothing changed."""
+
+    def __init__(self, charts: Sequence[str] = CHARTS, run_id: str = ""):
+        self.charts, self.run_id = _check_charts(charts), str(run_id)
+        self.names = [n for c in self.charts for n in SERIES[c]]
+        self.sent: _Sent | None = None
+
+    def message(self, view, have: int) -> bytes:
+        data = from_view(view, run_id=self.run_id)
+        sent = self.sent
+        sig = _signature(data, self.charts)
+        if sent is None or have != sent.seq or sent.sig != sig or data.step < sent.step:
+            sent = self.sent = _Sent(sig, seq=sent.seq if sent is not None else 0)
+            entry, arrays = _diff(data, sent, self.names, full=True)
+            header = {"kind": "full", **entry}
+        else:
+            entry, arrays = _diff(data, sent, self.names, full=False)
+            if not entry["ops"] and len(entry) == 2:
+                return lg.pack({"kind": "same", "seq": sent.seq, "step": data.step}, {})
+            header, arrays = _chained([(sent.seq + 1, {"kind": "delta", **entry, "base": sent.seq}, arrays)])
+        sent.seq += 1
+        sent.step = data.step
+        sent.counts[header["kind"]] += 1
+        msg = lg.pack({**header, "seq": sent.seq}, arrays)
+        sent.last_bytes = len(msg)
+        return msg
+
+
+def feed_view(url: str, *, key: str = "curves", charts: Sequence[str] = CHARTS, height: int = 240,
+              columns: int = 1, theme: str = "auto", scale: str = "sqrt", playing: bool = True,
+              step: int = 0, channel: str = "curves") -> None:
+    """The curves `key`, fed by the feed at `url` (feed.py) on `channel` (a CurvesChannel with
+    the same charts); see live_graph.feed_view."""
+    charts = _check_charts(charts)
+    if scale not in SCALES or theme not in ("auto", "light", "dark"):
+        raise ValueError(f"scale from {SCALES}, theme auto/light/dark")
+    msg = lg.pack({"kind": "feed", "feed": url, "channel": channel, "key": key, "height": int(height),
+                   "columns": max(1, int(columns)), "charts": list(charts), "theme": theme, "scale": scale,
+                   "playing": bool(playing), "step": int(step), "max_fps": lg.feed.MAX_FPS}, {})
+    _component(key=key, data=msg, height="content", on_report_change=lambda: None)
+
+
+def _check_charts(charts: Sequence[str]) -> tuple:
+    charts = tuple(charts)
+    if not charts or any(c not in CHARTS for c in charts):
+        raise ValueError(f"charts: one or more of {CHARTS}; got {charts}")
+    return charts
+
+
 def browser_fps(key: str, window: float = 5.0) -> float | None:
     """Frames per second the page applied, from its last reports (its own clock)."""
     sent = _store().get(key)

@@ -37,6 +37,8 @@ from typing import Sequence
 import numpy as np
 import streamlit as st
 
+from app.components import feed
+
 ASSETS = Path(__file__).with_suffix("")
 SAMPLE_LIMIT = 12_000     # edges drawn at most (canvas 2D stays well under a frame budget)
 MOVE_FRACTION = 0.02      # a weight is re-sent when it moved this much of its layer's scale
@@ -202,6 +204,18 @@ def _scale(w: np.ndarray) -> float:
     return float(np.quantile(np.abs(w), 0.98)) if len(w) else 1.0
 
 
+def _engine_lifetimes(rm: np.ndarray, life: np.ndarray, pruned: np.ndarray, lifetime: np.ndarray) -> np.ndarray:
+    """The lifetimes of the removed edges `rm` as the engine counted them (the last event of a
+    position wins), else `life` (from our own frames)."""
+    last, idx = np.unique(pruned[::-1], return_index=True)  # the last event of each position
+    out = life.copy()
+    if len(last) and len(rm):
+        i = np.searchsorted(last, rm).clip(0, len(last) - 1)
+        hit = last[i] == rm
+        out[hit] = lifetime[::-1][idx[i[hit]]]
+    return out
+
+
 def dead_units(data: GraphData) -> np.ndarray:
     """Node ids (columns numbered left to right) of hidden units with no incoming or no
     outgoing active connection."""
@@ -290,8 +304,7 @@ def _delta(data: GraphData, sent: _Sent, probe_steps: int = PROBE_STEPS) -> tupl
             n_probes = int(((life >= 0) & (life <= probe_steps)).sum())
         counts.append([int(n_pruned), int(n_added), min(n_probes, int(n_pruned))])
         if l.pruned is not None and l.pruned_lifetime is not None and len(l.pruned) == len(l.pruned_lifetime):
-            known = dict(zip(l.pruned.tolist(), l.pruned_lifetime.tolist()))
-            life = np.array([known.get(p, x) for p, x in zip(rm.tolist(), life.tolist())], dtype=np.int64)
+            life = _engine_lifetimes(rm, life, l.pruned, l.pruned_lifetime)
         # weights of edges that stay: re-send those that moved visibly; when most did, all
         # of them in position order (2 bytes each instead of 6)
         old_w = s.w[stays]
@@ -311,7 +324,10 @@ def _delta(data: GraphData, sent: _Sent, probe_steps: int = PROBE_STEPS) -> tupl
         # revived and pruned again between two frames: never in either set, shown as a probe
         probe = np.zeros(0, np.int64)
         if advanced and l.pruned is not None and l.activated is not None:
-            probe = np.intersect1d(l.pruned, l.activated)
+            pruned = l.pruned
+            if len(pruned) > 32 * PROBE_CAP:  # thousands of events: at most PROBE_CAP are drawn
+                pruned = np.random.default_rng(data.step).choice(pruned, 32 * PROBE_CAP, replace=False)
+            probe = np.intersect1d(pruned, l.activated)
             probe = probe[~_in_sorted(probe, s.pos) & ~_in_sorted(probe, pos)]
             probe = probe[_sample_mask(i, probe, sent.sample_frac)]
             if len(probe) > PROBE_CAP:
@@ -341,6 +357,46 @@ def _chained(deltas: list) -> tuple[dict, dict]:
 
 def _signature(data: GraphData) -> tuple:
     return (data.run_id, tuple(l.shape for l in data.layers), data.image_shape)
+
+
+# -- the feed (feed.py): frames over HTTP, outside Streamlit's reruns ----------------------------
+class GraphChannel:
+    """The graph's messages for a feed: the whole graph when the page holds nothing or not what
+    was last sent (`have`, the sequence number it applied, says which), else the delta since
+    the last message, or a short "same" message when nothing changed (paused)."""
+
+    def __init__(self, image_shape=None, run_id: str = "", probe_steps: int = PROBE_STEPS):
+        self.image_shape, self.run_id, self.probe_steps = image_shape, str(run_id), int(probe_steps)
+        self.sent: _Sent | None = None
+
+    def message(self, view, have: int) -> bytes:
+        data = from_layers(view.layers, view.step, self.image_shape, self.run_id)
+        sent = self.sent
+        if sent is None or have != sent.seq or sent.sig != _signature(data) or data.step < sent.step:
+            sent = self.sent = _Sent(_signature(data), seq=sent.seq if sent is not None else 0)
+            header, arrays = _full(data, sent)
+        else:
+            header, arrays = _delta(data, sent, self.probe_steps)
+            if not arrays and not any(any(c) for c in header["counts"]):
+                return pack({"kind": "same", "seq": sent.seq, "step": data.step}, {})
+            header, arrays = _chained([(sent.seq + 1, header, arrays)])
+        sent.seq += 1
+        sent.step = data.step
+        msg = pack({**header, "seq": sent.seq, "step": data.step, "probe_steps": self.probe_steps}, arrays)
+        sent.last_bytes, sent.last_kind = len(msg), header["kind"]
+        return msg
+
+
+def feed_view(url: str, *, key: str = "live_graph", height: int = 400, theme: str = "auto",
+              playing: bool = True, step: int = 0, channel: str = "graph") -> None:
+    """The canvas `key`, fed by the feed at `url` (feed.py) on `channel`: while `playing` the
+    page asks for frames itself; paused, it asks once whenever `step` differs from the step it
+    shows (after Step 10, say). Cheap to call on every rerun: the subscription is all it sends."""
+    if theme not in ("auto", "light", "dark"):
+        raise ValueError("theme must be auto, light or dark")
+    msg = pack({"kind": "feed", "feed": url, "channel": channel, "key": key, "height": int(height),
+                "theme": theme, "playing": bool(playing), "step": int(step), "max_fps": feed.MAX_FPS}, {})
+    _component(key=key, data=msg, height="content", on_report_change=lambda: None)
 
 
 # -- the component ---------------------------------------------------------------------------

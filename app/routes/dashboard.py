@@ -15,11 +15,13 @@ from deepr_engine.run.views import RunView
 
 from .. import widgets as w
 from ..charts import figures
+from ..components import feed as live_feed
 from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
 from ..urlstate import UISettings, to_query
 
 SLOW_TICK = 3.0      # s between heavy-view refreshes while playing
+STATUS_TICK = 1.0    # s between counter refreshes while playing (the live views feed themselves)
 HEARTBEAT = 5.0      # s between "tab still open" pings while paused (the run parks after 30 s)
 VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
 SETUP_FIELDS = ("dataset", "hidden", "model", "algorithm", "seed")
@@ -256,8 +258,59 @@ def status_line(view: RunView) -> None:
                        "(torch, data, telemetry)" if view.process_rss else ""))
 
 
+def status_block(s: DashboardState, view: RunView) -> None:
+    """The counters, the URL and the step counter (read by tests and benchmarks)."""
+    status_line(view)
+    sync_url(s, view)
+    debug = f" · frame built in <span id='frame-ms'>{s.frame_ms:.0f}</span> ms · run {s.run.run_id}" \
+        if st.session_state.get("debug") else ""
+    st.caption(f"step <span id='step-counter'>{view.step}</span>{debug}", unsafe_allow_html=True)
+
+
+def graph_title(view: RunView) -> tuple[list, bool]:
+    """The graph's heading; returns the fully connected layers it draws and whether the model
+    has conv layers (their kernels are drawn in the Weights view)."""
+    st.markdown("**Connectivity graph**", help=live_graph.LEGEND)
+    linear = [l for l in view.layers if len(l.shape) == 2]
+    conv = len(linear) < len(view.layers)
+    if conv:
+        st.caption("The graph shows the fully connected layers (the conv kernels are in Weights).")
+    return linear, conv
+
+
+CURVES = dict(key="curves", charts=("accuracy", "walks", "transitions"), height=190)
+
+
+def feed_views(s: DashboardState, view: RunView) -> None:
+    """The live views fed over HTTP (components/feed.py): the page asks for each frame itself,
+    so no Streamlit rerun per frame; a fragment refreshes the counters every STATUS_TICK."""
+    st.fragment(run_every=STATUS_TICK if view.playing else None)(status_fragment)()
+    info = s.run.info
+    conv = any(len(l.shape) != 2 for l in view.layers)
+    feed = s.live_feed(lambda: {
+        "graph": live_graph.GraphChannel(None if conv else info.image_shape, s.run.run_id),
+        "curves": live_curves.CurvesChannel(CURVES["charts"], s.run.run_id)})
+    left, right = st.columns([1.25, 1])
+    with left:
+        graph_title(view)
+        live_graph.feed_view(feed.url, key="graph", height=440, playing=view.playing, step=view.step)
+    with right:
+        live_curves.feed_view(feed.url, **CURVES, playing=view.playing, step=view.step)
+
+
+def status_fragment() -> None:
+    s = dashboard()
+    t0 = time.perf_counter()
+    view = s.recent_view()
+    if view.playing != s.playing:
+        st.rerun(scope="app")  # the run stopped by itself (diverged) or the buttons are stale
+    s.frame_ms = (time.perf_counter() - t0) * 1e3
+    status_block(s, view)
+
+
 def live_views() -> None:
-    """Every frame while playing: counters, the graph and the curves. Both are drawn in the
+    """Without the feed (a server that does not serve it: AppTest), every frame while playing
+    is a rerun of this fragment: counters, the graph and the curves. Both are drawn in the
     browser (canvas components): the network and the history go once, then only what changed,
     and the page asks for the next frame when it has drawn the last (no piled-up ticks)."""
     s = dashboard()
@@ -265,26 +318,17 @@ def live_views() -> None:
     view = s.for_fragment()
     if view.playing != s.playing:
         st.rerun(scope="app")  # the run stopped by itself (diverged) or the buttons are stale
-    status_line(view)
-    sync_url(s, view)
+    status_block(s, view)
     info = s.run.info
     left, right = st.columns([1.25, 1])
     with left:
-        st.markdown("**Connectivity graph**", help=live_graph.LEGEND)
-        linear = [l for l in view.layers if len(l.shape) == 2]
-        conv = len(linear) < len(view.layers)
-        if conv:
-            st.caption("The graph shows the fully connected layers (the conv kernels are in Weights).")
+        linear, conv = graph_title(view)
         data = live_graph.from_layers(linear, view.step, None if conv else info.image_shape, s.run.run_id)
         live_graph.live_graph(data, key="graph", height=440, playing=view.playing)
     with right:
-        live_curves.live_curves(live_curves.from_view(view, run_id=s.run.run_id), key="curves",
-                                charts=("accuracy", "walks", "transitions"), height=190,
+        live_curves.live_curves(live_curves.from_view(view, run_id=s.run.run_id), **CURVES,
                                 playing=view.playing, pace="follow")
-    s.frame_ms = (time.perf_counter() - t0) * 1e3
-    debug = f" · frame built in <span id='frame-ms'>{s.frame_ms:.0f}</span> ms · run {s.run.run_id}" \
-        if st.session_state.get("debug") else ""
-    st.caption(f"step <span id='step-counter'>{view.step}</span>{debug}", unsafe_allow_html=True)
+    s.frame_ms = (time.perf_counter() - t0) * 1e3  # shown by the next frame (developer info)
 
 
 def slow_views() -> None:
@@ -403,7 +447,10 @@ def render() -> None:
     st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}")
     transport(s, view)
     s.playing = view.playing
-    st.fragment(run_every=live_graph.run_every("graph", view.playing))(live_views)()
+    if live_feed.available():
+        feed_views(s, view)
+    else:
+        st.fragment(run_every=live_graph.run_every("graph", view.playing))(live_views)()
     st.segmented_control("View", VIEWS, default=VIEWS[0], key="view")
     st.fragment(run_every=SLOW_TICK if view.playing else None)(slow_views)()
     if not view.playing:

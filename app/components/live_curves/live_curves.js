@@ -592,11 +592,22 @@ export default function (component) {
   S.columns = h.columns || 1;
   S.root.style.gridTemplateColumns = `repeat(${S.columns}, minmax(0, 1fr))`;
   if (S.chartNames.join() !== (h.charts || []).join()) buildCharts(S, h.charts || []);
+  if (h.kind === "feed") {  // frames come from the feed (common.js), not from Streamlit
+    if (looks !== [S.theme, S.height, S.columns].join()) drawAll(S);
+    feedSubscribe(h, S, (S, h, a, bytes) => applyMessage(S, h, a, bytes, performance.now()));
+    return cleanup;
+  }
   if (h.seq === S.seq) {  // the same message again (a rerun with nothing new, a theme change)
     if (looks !== [S.theme, S.height, S.columns].join()) drawAll(S);
     scheduleReport(S, h.playing, false);
     return cleanup;
   }
+  applyMessage(S, h, a, bytes, t0);
+  return cleanup;
+}
+
+function applyMessage(S, h, a, bytes, t0) {
+  // one message (full or delta), from Streamlit or from the feed
   const ops = {};
   if (h.kind === "full") {
     S.series = {}; S.changes = [];
@@ -605,16 +616,21 @@ export default function (component) {
     S.resyncAsked = -1;
   } else {
     const todo = h.deltas.filter((d) => d.seq > S.seq);
-    if (!todo.length) return cleanup;
+    if (!todo.length) return;
     if (todo[0].base !== S.seq) {
-      // a frame went missing (or this canvas is new): ask for everything again, once
+      // a frame went missing (or this canvas is new): ask for everything again, once (the
+      // feed asks by itself: its next request names a sequence number the server did not send)
+      if (S.feed) { S.seq = -1; S.resyncs++; return; }
       if (S.resyncAsked < 0 || t0 - S.resyncAt > 2000) {
         S.resyncAsked = h.seq; S.resyncAt = t0; S.resyncs++; report(S, { resync: h.seq });
       }
-      return cleanup;
+      return;
     }
     for (const d of todo) { applyEntry(S, d, a, d.p, ops); S.seq = d.seq; }
-    if (S.inconsistent) { S.inconsistent = false; S.resyncs++; report(S, { resync: h.seq }); }
+    if (S.inconsistent) {
+      S.inconsistent = false; S.resyncs++;
+      if (S.feed) S.seq = -1; else report(S, { resync: h.seq });
+    }
   }
   S.lastOps = ops;
   S.opsLog.push({ seq: S.seq, kind: h.kind, ops });
@@ -625,6 +641,5 @@ export default function (component) {
   S.lastKind = h.kind;
   drawAll(S);
   S.applyMs = performance.now() - t0;
-  scheduleReport(S, h.playing, true);
-  return cleanup;
+  if (!S.feed) scheduleReport(S, h.playing, true);
 }

@@ -10,6 +10,12 @@ const STATES = new WeakMap();           // parentElement -> state; the module is
 const FADE_MS = { added: 1000, death: 1200, probe: 700 };
 const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this window
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
+// Fades drawn per data frame, per kind (all layers): a fair sample when there are more. Deaths
+// of established connections matter most; Deep R revives and prunes hundreds of brief probes per
+// frame, and a canvas rasterised in software (no GPU) slows to a few frames/s under thousands
+// of fading strokes. The counters count every event.
+const FADE_BUDGET = { death: 80, added: 40, probe: 30 };
+const FADE_FPS = 20;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
 const PALETTES = {
   light: { bg: "#ffffff", text: "#31333f", pos: "#2166ac", neg: "#d6604d", added: "#1a9850",
@@ -44,7 +50,7 @@ function createState(parent, key) {
     stepEl: root.querySelector(".dg-step"),
     seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1, resyncAt: 0, reportedSeq: -1,
     layout: null, layers: [], edges: [], scale: [], dead: new Set(), xy: null, colOf: null,
-    anims: [], rafId: 0, hover: null, mouse: null, events: [], step: 0, sample: null,
+    anims: [], rafId: 0, lastAnim: 0, hover: null, mouse: null, events: [], step: 0, sample: null,
     theme: "light", themeSetting: "auto", pal: PALETTES.light, height: 420,
     pace: "timer", minInterval: 100, reportEvery: 1000, lastReport: 0, reportTimer: 0,
     applyMs: 0, setStateValue: null, applyTimes: [], log: [], animMs: 0, animFrames: 0, applyTotalMs: 0, waitMs: [],
@@ -208,7 +214,8 @@ function drawBase(S) {
   for (let b = 0; b < 2 * NB; b++) {
     const f = ((b % NB) + 0.5) / NB;
     ctx.globalAlpha = (0.12 + 0.83 * f) * density;
-    ctx.lineWidth = 0.5 + 1.6 * f;
+    // hairlines but for the strongest two bands (wide strokes cost most without a GPU)
+    ctx.lineWidth = f > 0.6 ? 0.5 + 1.6 * f : 1;
     ctx.strokeStyle = b < NB ? S.pal.pos : S.pal.neg;
     ctx.stroke(paths[b]);
   }
@@ -238,7 +245,14 @@ function drawBase(S) {
 }
 
 function kick(S) {
-  if (!S.rafId) S.rafId = requestAnimationFrame((t) => { S.rafId = 0; drawAnim(S, t); });
+  // fades step at FADE_FPS at most: each redraw of the overlay is a whole-canvas upload
+  if (S.rafId) return;
+  S.rafId = requestAnimationFrame((t) => {
+    S.rafId = 0;
+    if (t - S.lastAnim < 1000 / FADE_FPS - 2 && !S.mouse) { kick(S); return; }
+    S.lastAnim = t;
+    drawAnim(S, t);
+  });
 }
 
 function drawAnim(S, now) {
@@ -267,7 +281,9 @@ function drawAnimInner(S, now) {
     ctx.globalAlpha = 1 - (g.band + 0.5) / 10;
     ctx.strokeStyle = S.pal[g.kind];
     // deaths of established connections stand out; revivals (most die as probes) less so
-    ctx.lineWidth = g.kind === "death" ? 2.8 : g.kind === "added" ? 1.6 : 1.4;
+    // deaths of established connections stand out; revivals and probes are hairlines (a
+    // software-rasterised canvas draws those an order of magnitude faster than wide strokes)
+    ctx.lineWidth = g.kind === "death" ? 2.4 : 1;
     ctx.setLineDash(g.kind === "probe" ? [2, 3] : []);
     ctx.stroke(g.path);
   }
@@ -341,9 +357,22 @@ function renderCounters(S) {
   S.stepEl.textContent = `step ${S.step.toLocaleString()}`;
 }
 
-function removeEdge(S, l, pos, kind, now) {
-  if (!S.edges[l].delete(pos)) return;
-  if (S.anims.length < MAX_ANIMS) S.anims.push({ layer: l, pos, kind, t0: now });
+function fade(S, l, pos, kind, now, keep) {
+  if (S.anims.length < MAX_ANIMS && Math.random() < keep[kind]) S.anims.push({ layer: l, pos, kind, t0: now });
+}
+
+function fadeShares(S, d, a, probeSteps) {
+  // per kind: the share of this frame's events that get a fade (FADE_BUDGET over the count)
+  const n = { death: 0, added: 0, probe: 0 };
+  for (let l = 0; l < S.layers.length; l++) {
+    const life = a[d.p + "life" + l], add = a[d.p + "add" + l], probe = a[d.p + "probe" + l];
+    if (life) for (let i = 0; i < life.length; i++) n[life[i] >= 0 && life[i] <= probeSteps ? "probe" : "death"]++;
+    if (add) n.added += add.length;
+    if (probe) n.probe += probe.length;
+  }
+  const keep = {};
+  for (const k in n) keep[k] = n[k] <= FADE_BUDGET[k] ? 1 : FADE_BUDGET[k] / n[k];
+  return keep;
 }
 
 function applyFull(S, h, a, now) {
@@ -363,15 +392,16 @@ function applyFull(S, h, a, now) {
 
 function applyDelta(S, d, a, now, probeSteps) {
   const A = (name) => a[d.p + name];
+  const keep = fadeShares(S, d, a, probeSteps);
   for (let l = 0; l < S.layers.length; l++) {
     const m = S.edges[l];
     const rm = A("rm" + l), life = A("life" + l);
     if (rm) for (let i = 0; i < rm.length; i++)
-      removeEdge(S, l, rm[i], life[i] >= 0 && life[i] <= probeSteps ? "probe" : "death", now);
+      if (m.delete(rm[i])) fade(S, l, rm[i], life[i] >= 0 && life[i] <= probeSteps ? "probe" : "death", now, keep);
     const add = A("add" + l), addw = A("addw" + l);
     if (add) for (let i = 0; i < add.length; i++) {
       m.set(add[i], addw[i]);
-      if (S.anims.length < MAX_ANIMS) S.anims.push({ layer: l, pos: add[i], kind: "added", t0: now });
+      fade(S, l, add[i], "added", now, keep);
     }
     const mv = A("mv" + l), mvw = A("mvw" + l);
     if (mv) for (let i = 0; i < mv.length; i++) if (m.has(mv[i])) m.set(mv[i], mvw[i]);
@@ -382,8 +412,7 @@ function applyDelta(S, d, a, now, probeSteps) {
       else S.inconsistent = true;  // never expected: the caller asks for the whole graph
     }
     const probe = A("probe" + l);  // revived and pruned again between two frames
-    if (probe) for (let i = 0; i < probe.length && S.anims.length < MAX_ANIMS; i++)
-      S.anims.push({ layer: l, pos: probe[i], kind: "probe", t0: now });
+    if (probe) for (let i = 0; i < probe.length; i++) fade(S, l, probe[i], "probe", now, keep);
   }
   if (d.dead) S.dead = new Set(A("dead"));
   S.events.push({ t: now, counts: d.counts });
@@ -413,13 +442,25 @@ export default function (component) {
   const themeBefore = S.theme, heightBefore = S.height;
   readTheme(S);
   S.height = h.height || 420;
-  S.log.push([h.seq, h.deltas ? h.deltas.map((d) => d.base) : null, h.kind, Math.round(t0)]);
-  if (S.log.length > 200) S.log.shift();
+  const looksChanged = themeBefore !== S.theme || heightBefore !== S.height || !S.xy;
+  if (h.kind === "feed") {  // frames come from the feed (common.js), not from Streamlit
+    if (looksChanged) { resize(S); drawBase(S); }
+    feedSubscribe(h, S, (S, h, a, bytes) => applyMessage(S, h, a, bytes, performance.now()));
+    return cleanup;
+  }
   if (h.seq === S.seq) {  // the same message again (a rerun with nothing new, a theme change)
-    if (themeBefore !== S.theme || heightBefore !== S.height || !S.xy) { resize(S); drawBase(S); }
+    if (looksChanged) { resize(S); drawBase(S); }
     scheduleReport(S, h.playing, false);
     return cleanup;  // every call returns it: Streamlit keeps only the last one for unmount
   }
+  applyMessage(S, h, a, bytes, t0);
+  return cleanup;
+}
+
+function applyMessage(S, h, a, bytes, t0) {
+  // one message (full or delta), from Streamlit or from the feed
+  S.log.push([h.seq, h.deltas ? h.deltas.map((d) => d.base) : null, h.kind, Math.round(t0)]);
+  if (S.log.length > 200) S.log.shift();
   const now = performance.now();
   if (h.kind === "full") {
     applyFull(S, h, a, now);
@@ -428,17 +469,22 @@ export default function (component) {
   } else {
     // a delta message repeats recent deltas (timer pace): apply the ones this canvas lacks
     const todo = h.deltas.filter((d) => d.seq > S.seq);
-    if (!todo.length) return cleanup;  // nothing newer than what is drawn
+    if (!todo.length) return;  // nothing newer than what is drawn
     if (todo[0].base !== S.seq) {
       // a frame went missing (or this canvas is new): ask Python for the whole graph again
-      // (once: the next frames cannot apply either until the full one arrives)
+      // (once: the next frames cannot apply either until the full one arrives). The feed
+      // asks by itself: its next request names a sequence number the server did not send.
+      if (S.feed) { S.seq = -1; S.resyncs++; return; }
       if (S.resyncAsked < 0 || t0 - S.resyncAt > 2000) {
         S.resyncAsked = h.seq; S.resyncAt = t0; S.resyncs++; report(S, { resync: h.seq });
       }
-      return cleanup;
+      return;
     }
     for (const d of todo) applyDelta(S, d, a, now, h.probe_steps);
-    if (S.inconsistent) { S.inconsistent = false; S.resyncs++; report(S, { resync: h.seq }); }
+    if (S.inconsistent) {
+      S.inconsistent = false; S.resyncs++;
+      if (S.feed) S.seq = -1; else report(S, { resync: h.seq });
+    }
   }
   S.step = h.step;
   S.framesApplied++;
@@ -447,7 +493,7 @@ export default function (component) {
   S.layers.forEach((_, l) => { S.scale[l] = layerScale(S.edges[l]); });
   resize(S);
   drawBase(S);
-  drawAnim(S, now);
+  kick(S);  // the new fades, at the next animation step
   renderCounters(S);
   S.applyMs = performance.now() - t0;
   S.applyTotalMs += S.applyMs;
@@ -455,6 +501,5 @@ export default function (component) {
   if (S.waitMs.length > 50) S.waitMs.shift();
   S.applyTimes.push(performance.now());
   if (S.applyTimes.length > 50) S.applyTimes.shift();
-  scheduleReport(S, h.playing, true);
-  return cleanup;
+  if (!S.feed) scheduleReport(S, h.playing, true);
 }
