@@ -214,6 +214,20 @@ def test_downsampled_series_keeps_the_whole_history_bounded():
     assert abs(vals.mean() - 3.0) < 0.01  # means of merged windows stay right
 
 
+@pytest.mark.parametrize("mode", ["mean", "last"])
+def test_downsampled_arrays_extended_between_calls_equal_a_fresh_build(mode):
+    # arrays() extends its last result by the points added since (merges rebuild it): across
+    # merges and at random call times it must equal arrays built from scratch
+    rng = np.random.default_rng(0)
+    s = Downsampled(capacity=8, mode=mode)
+    for step in range(300):
+        s.add(step, rng.normal(size=3))
+        if rng.random() < 0.4:
+            steps, vals = s.arrays()
+            assert np.array_equal(steps, np.asarray(s.steps)) and np.array_equal(vals, np.stack(s.values))
+    assert s.stride > 8  # several merges happened
+
+
 @pytest.mark.slow
 def test_long_session_telemetry_stays_under_a_fixed_bound():
     s = TrainingSession(small(eval_every=10), telemetry_capacity=64)

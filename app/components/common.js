@@ -98,6 +98,7 @@ const painted = () => new Promise((r) => requestAnimationFrame(() => setTimeout(
 async function feedRun(F) {
   if (F.running || F.gone) return;
   F.running = true;
+  let onScreen = Promise.resolve();  // resolves once the last frame applied has been painted
   try {
     while (F.playing || F.wantStep !== null) {
       for (const [id, s] of F.subs) if (!s.S.root.isConnected) F.subs.delete(id);
@@ -116,20 +117,28 @@ async function feedRun(F) {
       }
       const { head, parts } = feedSplit(new Uint8Array(await r.arrayBuffer()));
       F.fetchMs = performance.now() - t0;  // request, server, transfer
+      // the request went out while the last frame was being painted; this one waits for it
+      // (frames never pile up in the page: one in flight, one on screen)
+      const tw = performance.now();
+      await onScreen;
+      F.paintWaitMs = performance.now() - tw;
       for (const s of subs) {
         const part = parts[s.channel];
         if (!part || !s.S.root.isConnected) continue;
         const { header, arrays, bytes } = decode(part);
         if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
       }
+      onScreen = painted();
       F.frames++;
       F.stepShown = head.step;
       if (!head.playing) F.playing = false;  // the run stopped (paused elsewhere, diverged)
       F.lastMs = performance.now() - t0;
       F.serverMs = head.ms;  // the server's time for this frame: taking it, encoding it
-      await painted();
-      const wait = 1000 / F.maxFps - (performance.now() - t0);
-      if (wait > 0) await sleep(wait);
+      // a steady max_fps: the next request is due one interval after the last one was due
+      // (a late frame does not delay the ones after it)
+      const interval = 1000 / F.maxFps, now = performance.now();
+      F.due = Math.max(now, (F.due || t0) + interval);
+      if (F.due - now > 1) await sleep(F.due - now);
     }
   } finally {
     F.running = false;

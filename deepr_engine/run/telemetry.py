@@ -117,6 +117,7 @@ class Downsampled:
         self.values: list = []
         self._acc = None
         self._n = 0
+        self._arrays = None   # (stride, steps, values) returned by the last arrays() call
 
     def add(self, step: int, value) -> None:
         value = np.asarray(value, dtype=np.float64)
@@ -144,10 +145,24 @@ class Downsampled:
         return len(self.steps)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        steps = np.asarray(self.steps, dtype=np.int64)
+        """(steps, values). Not to be modified: a view is taken ten times a second, so the
+        arrays of the last call are returned again, or extended (into new arrays) by the points
+        added since; built anew only after a merge rewrote the history."""
         if not self.values:
-            return steps, np.zeros((0,))
-        return steps, np.stack(self.values)
+            return np.asarray(self.steps, dtype=np.int64), np.zeros((0,))
+        cached = self._arrays
+        n = len(self.steps)
+        if cached is None or cached[0] != self.stride or len(cached[1]) > n:
+            steps, values = np.asarray(self.steps, dtype=np.int64), np.stack(self.values)
+        else:
+            _, old_steps, old_values = cached
+            k = len(old_steps)
+            if k == n:
+                return old_steps, old_values
+            steps = np.concatenate([old_steps, np.asarray(self.steps[k:], dtype=np.int64)])
+            values = np.concatenate([old_values, np.stack(self.values[k:])])
+        self._arrays = (self.stride, steps, values)
+        return steps, values
 
     def to_dict(self) -> dict:
         return {"capacity": self.capacity, "mode": self.mode, "stride": self.stride,

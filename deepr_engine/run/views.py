@@ -115,6 +115,15 @@ def _rss() -> int:
         return 0
 
 
+def _compact_events(ev: dict, n_positions: int) -> dict:
+    """Rewiring events as int32 where positions fit (a frame crosses a pipe ten times a second;
+    a churning layer has thousands of events per frame)."""
+    if n_positions >= 2**31:
+        return ev
+    return {k: np.minimum(v, 2**31 - 1).astype(np.int32) if k == "pruned_age" else v.astype(np.int32)
+            for k, v in ev.items()}
+
+
 def run_view(session, *, full: bool = False, playing: bool = False,
              steps_per_second: float | None = None) -> RunView:
     """The run now. Compact by default: per layer only the active connections; full=True adds
@@ -129,7 +138,7 @@ def run_view(session, *, full: bool = False, playing: bool = False,
         lv = LayerView(index=i, shape=layer.weight_shape, k=layer.k,
                        n_positions=layer.n_positions, active_pos=idx.cpu().numpy(),
                        active_weight=(sign_a * theta_a).cpu().numpy(),
-                       active_theta=theta_a.cpu().numpy(), **ev)
+                       active_theta=theta_a.cpu().numpy(), **_compact_events(ev, layer.n_positions))
         if full:  # full-size: O(all positions); a compact layer's dormant theta is NaN
             lv.theta = layer.full_theta().detach().cpu().numpy().reshape(lv.shape).copy()
             lv.sign = layer.full_sign().cpu().numpy().astype(np.int8)

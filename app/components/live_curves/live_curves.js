@@ -247,7 +247,7 @@ function drawAll(S) {
 
 function drawChart(S, C) {
   if (!C.w) return;
-  const ctx = C.base.getContext("2d");
+  const ctx = C.base.getContext("2d", { alpha: false });  // opaque: no blending behind it
   ctx.setTransform(C.dpr, 0, 0, C.dpr, 0, 0);
   ctx.fillStyle = S.pal.bg;
   ctx.fillRect(0, 0, C.w, C.h);

@@ -14,8 +14,8 @@ const MAX_ANIMS = 3000;                 // a burst beyond this fades without dra
 // of established connections matter most; Deep R revives and prunes hundreds of brief probes per
 // frame, and a canvas rasterised in software (no GPU) slows to a few frames/s under thousands
 // of fading strokes. The counters count every event.
-const FADE_BUDGET = { death: 80, added: 40, probe: 30 };
-const FADE_FPS = 20;                    // fade steps per second (ten opacity bands per fade)
+const FADE_BUDGET = { death: 40, added: 30, probe: 20 };
+const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
 const PALETTES = {
   light: { bg: "#ffffff", text: "#31333f", pos: "#2166ac", neg: "#d6604d", added: "#1a9850",
@@ -193,7 +193,7 @@ function layerScale(map) {
 }
 
 function drawBase(S) {
-  const ctx = S.base.getContext("2d");
+  const ctx = S.base.getContext("2d", { alpha: false });  // opaque: no blending behind it
   ctx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
   ctx.fillStyle = S.pal.bg;
   ctx.fillRect(0, 0, S.w, S.h);
@@ -245,7 +245,8 @@ function drawBase(S) {
 }
 
 function kick(S) {
-  // fades step at FADE_FPS at most: each redraw of the overlay is a whole-canvas upload
+  // fades step at FADE_FPS at most, and with the data frames when those come: each redraw of
+  // the overlay is a whole-canvas upload to the compositor, best shared with the frame's own
   if (S.rafId) return;
   S.rafId = requestAnimationFrame((t) => {
     S.rafId = 0;
@@ -493,7 +494,8 @@ function applyMessage(S, h, a, bytes, t0) {
   S.layers.forEach((_, l) => { S.scale[l] = layerScale(S.edges[l]); });
   resize(S);
   drawBase(S);
-  kick(S);  // the new fades, at the next animation step
+  drawAnim(S, now);  // the new fades, in the same paint as the frame
+  S.lastAnim = now;
   renderCounters(S);
   S.applyMs = performance.now() - t0;
   S.applyTotalMs += S.applyMs;
