@@ -443,3 +443,32 @@ def test_browser_upload_of_another_setups_checkpoint_continues_it(browser_app, t
     wait_for(lambda: "hidden=12%2C12" in url_of(page))
     assert page.locator('[data-testid="stSidebar"] input[aria-label="Hidden layer sizes"]').input_value() == "12,12"
     page.close()
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_browser_live_views_come_from_the_feed_and_stop_when_paused(browser_app):
+    # the dashboard's graph and curves take their frames from the feed (one GET per frame,
+    # components/feed.py), not from Streamlit reruns; paused, the page asks only for new steps
+    from browser import step_counter, wait_for
+    url, b = browser_app
+    page = _open(b, url + "/?preset=digits-demo")
+    page.wait_for_selector("canvas.dg-base", timeout=60_000)
+    feed = "Object.values(window.__deeprFeeds || {})[0]"
+    views = "[window.__deeprGraph.graph.framesApplied, window.__deeprCurves.curves.framesApplied]"
+    page.get_by_role("button", name="Play").click()
+    wait_for(lambda: page.evaluate(f"{feed} ? {feed}.frames : 0") >= 15, 60)
+    g0, c0 = page.evaluate(views)
+    wait_for(lambda: min(a - b for a, b in zip(page.evaluate(views), (g0, c0))) >= 10, 30)
+    assert page.evaluate(f"{feed}.errors") == 0 and page.evaluate(f"{feed}.url").startswith("/api/deepr/feed/")
+    page.get_by_role("button", name="Pause").click()
+    wait_for(lambda: not page.evaluate(f"{feed}.running") and not page.evaluate(f"{feed}.playing"), 30)
+    wait_for(lambda: page.evaluate("window.__deeprGraph.graph.step") == step_counter(page), 30)
+    n = page.evaluate(f"{feed}.frames")
+    time.sleep(1.5)
+    assert page.evaluate(f"{feed}.frames") == n  # no requests while paused
+    step = step_counter(page)
+    page.get_by_role("button", name="Step 10", exact=True).click()
+    wait_for(lambda: page.evaluate("window.__deeprGraph.graph.step") == step + 10, 30)
+    assert page.evaluate(f"{feed}.frames") == n + 1  # one request for the new step
+    page.close()

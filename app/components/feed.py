@@ -156,7 +156,8 @@ def parse_have(query, names) -> dict[str, int]:
     return have
 
 
-async def _endpoint(request):
+async def endpoint(request):
+    """GET PATH/{token}?<channel>=<seq held>&...: the next frame's messages (feed.next)."""
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import PlainTextResponse, Response
 
@@ -180,7 +181,7 @@ def routes() -> list:
     global _ENABLED
     from starlette.routing import Route
     _ENABLED = True
-    return [Route(PATH + "/{token}", _endpoint, methods=["GET"])]
+    return [Route(PATH + "/{token}", endpoint, methods=["GET"])]
 
 
 def available() -> bool:

@@ -45,6 +45,9 @@ MOVE_FRACTION = 0.02      # a weight is re-sent when it moved this much of its l
 PROBE_STEPS = 20          # pruned within this many steps of its revival: a brief probe
 PROBE_CAP = 64            # probe flashes drawn per layer per frame (Deep R can probe thousands;
                           # the counters count all of them)
+FADE_BUDGET = {"death": 40, "added": 30, "probe": 20}  # fades per frame, all layers (a fair
+                          # sample when more: thousands of fading strokes slow a canvas that is
+                          # rasterised without a GPU to a few frames/s)
 TICKS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0)  # run_every ladder (s): 10 frames/s at best
 MIN_TICK = TICKS[0]
 KEEPALIVE = 2.0           # run_every in pull pace: only restarts a chain that broke
@@ -56,8 +59,11 @@ IN_FLIGHT = 2             # pull pace: frames sent ahead of the page's confirmat
 _STATE = "_deepr_live_graph"
 LEGEND = ("blue +, red −, opacity |w|; green: revived, bold dark (light on a dark theme): an "
           "established connection pruned, dotted violet: a brief probe pruned (revived and pruned "
-          "again within a few steps) — every event since the previous frame, fading over about a "
-          "second; hollow units are dead. Counters: pruned and revived per second, per layer. "
+          "again within a few steps), fading over about a second — per frame up to "
+          f"{FADE_BUDGET['death']} deaths, {FADE_BUDGET['added']} revivals and {FADE_BUDGET['probe']} "
+          "probes (a fair sample when there are more: Deep R can revive and prune hundreds per "
+          "frame); hollow units are dead. Counters: every pruned and revived "
+          "connection per second, per layer. "
           f"Above {SAMPLE_LIMIT:,} edges a fixed sample is drawn (the canvas says so).")
 
 _component = st.components.v2.component(
@@ -246,6 +252,17 @@ def pack(header: dict, arrays: dict[str, np.ndarray]) -> bytes:
     return len(head).to_bytes(4, "little") + head + pad + b"".join(parts)
 
 
+def unpack(msg: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """The inverse of pack: (header without "arrays", {name: array}); what the page decodes."""
+    n = int.from_bytes(msg[:4], "little")
+    header = json.loads(msg[4:4 + n])
+    start = (4 + n + 3) & ~3
+    dtypes = {"i4": np.int32, "f4": np.float32, "f2": np.float16}
+    arrays = {name: np.frombuffer(msg, dtype=dtypes[dt], count=count, offset=start + off)
+              for name, (dt, off, count) in header.pop("arrays", {}).items()}
+    return header, arrays
+
+
 def _half(w: np.ndarray) -> np.ndarray:
     """Weights travel as float16 (3 significant digits: more than the drawing or the hover
     text shows); what the page holds is this rounding."""
@@ -395,7 +412,8 @@ def feed_view(url: str, *, key: str = "live_graph", height: int = 400, theme: st
     if theme not in ("auto", "light", "dark"):
         raise ValueError("theme must be auto, light or dark")
     msg = pack({"kind": "feed", "feed": url, "channel": channel, "key": key, "height": int(height),
-                "theme": theme, "playing": bool(playing), "step": int(step), "max_fps": feed.MAX_FPS}, {})
+                "theme": theme, "playing": bool(playing), "step": int(step), "max_fps": feed.MAX_FPS,
+                "fade_budget": FADE_BUDGET}, {})
     _component(key=key, data=msg, height="content", on_report_change=lambda: None)
 
 
@@ -506,7 +524,7 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
             _adapt(sent)
     common = {"key": key, "step": data.step, "height": int(height), "theme": theme,
               "playing": bool(playing), "pace": pace, "min_interval_ms": int(MIN_TICK * 1000),
-              "probe_steps": int(probe_steps)}
+              "probe_steps": int(probe_steps), "fade_budget": FADE_BUDGET}
     if sent is None or sent.sig != sig or resync or data.step < sent.step:
         old = sent
         sent = store[key] = _Sent(sig)

@@ -262,8 +262,11 @@ def status_block(s: DashboardState, view: RunView) -> None:
     """The counters, the URL and the step counter (read by tests and benchmarks)."""
     status_line(view)
     sync_url(s, view)
-    debug = f" · frame built in <span id='frame-ms'>{s.frame_ms:.0f}</span> ms · run {s.run.run_id}" \
-        if st.session_state.get("debug") else ""
+    debug = ""
+    if st.session_state.get("debug"):
+        debug = f" · frame built in <span id='frame-ms'>{s.frame_ms:.0f}</span> ms · run {s.run.run_id}"
+        if s.feed is not None:
+            debug += f" · feed: {s.feed.served:,} frames served"
     st.caption(f"step <span id='step-counter'>{view.step}</span>{debug}", unsafe_allow_html=True)
 
 

@@ -10,10 +10,8 @@ const STATES = new WeakMap();           // parentElement -> state; the module is
 const FADE_MS = { added: 1000, death: 1200, probe: 700 };
 const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this window
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
-// Fades drawn per data frame, per kind (all layers): a fair sample when there are more. Deaths
-// of established connections matter most; Deep R revives and prunes hundreds of brief probes per
-// frame, and a canvas rasterised in software (no GPU) slows to a few frames/s under thousands
-// of fading strokes. The counters count every event.
+// Fades drawn per data frame, per kind (all layers; Python's FADE_BUDGET, sent with the data):
+// a fair sample when there are more. The counters count every event.
 const FADE_BUDGET = { death: 40, added: 30, probe: 20 };
 const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
@@ -372,7 +370,8 @@ function fadeShares(S, d, a, probeSteps) {
     if (probe) n.probe += probe.length;
   }
   const keep = {};
-  for (const k in n) keep[k] = n[k] <= FADE_BUDGET[k] ? 1 : FADE_BUDGET[k] / n[k];
+  const budget = S.fadeBudget || FADE_BUDGET;
+  for (const k in n) keep[k] = n[k] <= budget[k] ? 1 : budget[k] / n[k];
   return keep;
 }
 
@@ -440,6 +439,7 @@ export default function (component) {
   S.themeSetting = h.theme || "auto";
   S.pace = h.pace || "timer";
   S.minInterval = h.min_interval_ms || 100;
+  if (h.fade_budget) S.fadeBudget = h.fade_budget;
   const themeBefore = S.theme, heightBefore = S.height;
   readTheme(S);
   S.height = h.height || 420;
