@@ -4,7 +4,7 @@ Starts `streamlit run app/main.py`, drives it in headless chromium (Playwright),
 and for --seconds reports, counted in the page: frames/s applied by the live graph and by the
 live curves (their own counters, `window.__deeprGraph` / `window.__deeprCurves`), data bytes per
 frame (the graph's messages, sampled; the curves' bytes over frames), and the training steps/s
-while live (from the step counter) as a fraction of headless steps/s (same preset, one thread,
+while live (from the step the graph shows) as a fraction of headless steps/s (same preset, one thread,
 as in the training process, over the same steps: a step's cost changes along a run).
 
     python benchmarks/app_fps.py [--presets digits-demo,paper-mnist] [--seconds 15] [--repeats 3]
@@ -71,10 +71,9 @@ def headless_rate(preset: str, first: int, last: int, chunk: int = 10) -> float:
 def _counters(page) -> dict:
     return page.evaluate("""() => {
         const g = (window.__deeprGraph || {}).graph, c = (window.__deeprCurves || {}).curves;
-        const e = document.getElementById('step-counter');
+        // the step the graph shows (ten times a second; the status line only every second)
         return {g: g ? g.framesApplied : 0, gb: g ? g.lastBytes : 0, c: c ? c.framesApplied : 0,
-                cb: c ? c.bytesApplied : 0, step: e ? +e.textContent.replace(/,/g, '') : 0,
-                t: performance.now()};
+                cb: c ? c.bytesApplied : 0, step: g ? g.step : 0, t: performance.now()};
     }""")
 
 

@@ -59,8 +59,10 @@ function scheduleReport(S, playing, fresh) {
 
 // -- the feed (app/components/feed.py): frames over plain HTTP, outside Streamlit's reruns.
 // One loop per feed URL on the page, shared by the views subscribed to it (one channel each):
-// a GET returns the next message of every channel from one frame; the next GET leaves once the
-// browser has painted that frame and 1/max_fps s have passed, so requests never pile up.
+// a GET returns the next message of every channel from one frame. One request is in flight at a
+// time, sent at most max_fps times a second while the last frame is being painted; its answer is
+// applied once that paint is done, so nothing piles up in the page or the server. F.costs keeps
+// what recent frames cost this page (ms applying, ms rendering after the animation frame).
 // Playing, the loop runs until the run stops; paused, it fetches once per new step the page
 // names (a Step button's rerun). A channel whose page holds the wrong sequence number gets a
 // full message (the server compares), so a lost response costs one full frame, not a stall.
@@ -93,7 +95,12 @@ function feedSplit(buf) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const painted = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+// resolves after the next paint with the main thread's time for it (style, layout, paint and the
+// canvases' raster run between the animation frame and the next task)
+const painted = () => new Promise((r) => requestAnimationFrame(() => {
+  const t = performance.now();
+  setTimeout(() => r(performance.now() - t), 0);
+}));
 
 async function feedRun(F) {
   if (F.running || F.gone) return;
@@ -128,7 +135,10 @@ async function feedRun(F) {
         const { header, arrays, bytes } = decode(part);
         if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
       }
-      onScreen = painted();
+      const applyMs = performance.now() - tw - F.paintWaitMs;
+      onScreen = painted().then((ms) => {
+        F.costs = F.costs || []; F.costs.push([applyMs, ms]); if (F.costs.length > 100) F.costs.shift();
+      });
       F.frames++;
       F.stepShown = head.step;
       if (!head.playing) F.playing = false;  // the run stopped (paused elsewhere, diverged)
