@@ -418,6 +418,7 @@ def test_browser_preset_switch_play_and_reload_continue(browser_app):
     wait_for(lambda: step_counter(page) >= 50, 60)
     page.wait_for_selector("canvas.dg-base", timeout=30_000)  # the live graph: a canvas component
     page.get_by_role("button", name="Pause").click()
+    page.get_by_role("button", name="Play").wait_for(timeout=60_000)  # the paused page is drawn
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
     step = step_counter(page)
     page.reload()

@@ -81,7 +81,7 @@ function feedSubscribe(h, S, apply) {
   F.subs.set(h.channel + "@" + S.key, { channel: h.channel, S, apply });
   F.playing = !!h.playing;
   F.maxFps = h.max_fps || 12;
-  if (h.step !== F.stepShown) F.wantStep = h.step;
+  if (h.step !== F.stepShown && h.step !== F.stepAsked) F.wantStep = h.step;  // once per new step
   S.feed = F;
   feedRun(F);
 }
@@ -110,6 +110,7 @@ async function feedRun(F) {
     while (F.playing || F.wantStep !== null) {
       for (const [id, s] of F.subs) if (!s.S.root.isConnected) F.subs.delete(id);
       if (!F.subs.size) break;
+      F.stepAsked = F.wantStep;
       F.wantStep = null;
       const t0 = performance.now();
       const subs = Array.from(F.subs.values());
@@ -141,6 +142,7 @@ async function feedRun(F) {
       });
       F.frames++;
       F.stepShown = head.step;
+      F.stepAsked = null;
       if (!head.playing) F.playing = false;  // the run stopped (paused elsewhere, diverged)
       F.lastMs = performance.now() - t0;
       F.serverMs = head.ms;  // the server's time for this frame: taking it, encoding it
