@@ -132,6 +132,11 @@ class DashboardState:
             self.frame = self.take(self.run.frame())
             return self.frame
 
+    def with_trail(self, fn):
+        """fn(trail) while no frame is taken (the feed adds to the trail from a server thread)."""
+        with self._lock:
+            return fn(self.trail)
+
     def snapshot(self) -> RunView:
         """A full view (theta and sign), its events kept for the graph."""
         with self._lock:

@@ -472,4 +472,14 @@ def test_browser_live_views_come_from_the_feed_and_stop_when_paused(browser_app)
     page.get_by_role("button", name="Step 10", exact=True).click()
     wait_for(lambda: page.evaluate("window.__deeprGraph.graph.step") == step + 10, 30)
     assert page.evaluate(f"{feed}.frames") == n + 1  # one request for the new step
+    # new canvases while paused (another page and back, a reload) ask for a frame: both drawn
+    page.get_by_role("link", name="Compare").click()
+    page.wait_for_selector("text=Play all", timeout=90_000)
+    page.get_by_role("link", name="Dashboard").click()
+    for _ in range(2):
+        wait_for(lambda: page.evaluate("window.__deeprGraph && window.__deeprGraph.graph.step") == step + 10, 60)
+        wait_for(lambda: page.evaluate("window.__deeprCurves && window.__deeprCurves.curves.step") == step + 10, 30)
+        assert page.evaluate("window.__deeprGraph.graph.edgeCount") == 644  # digits-demo's K
+        page.reload()
+        page.wait_for_selector("canvas.dg-base", timeout=90_000)
     page.close()

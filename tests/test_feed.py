@@ -179,8 +179,8 @@ def test_feeds_end_with_their_owner_or_a_newer_feed():
     assert feed.get(f3.token) is None
 
 
-def _get(token: str, query: str = ""):
-    scope = {"type": "http", "method": "GET", "path": f"{feed.PATH}/{token}", "query_string": query.encode(),
+def _get(token: str, query: str = "", method: str = "GET"):
+    scope = {"type": "http", "method": method, "path": f"{feed.PATH}/{token}", "query_string": query.encode(),
              "headers": [], "path_params": {"token": token}}
     return asyncio.run(feed.endpoint(Request(scope)))
 
@@ -204,11 +204,17 @@ def test_endpoint_answers_frames_and_says_what_is_wrong():
     assert _get("no-such-token").status_code == 404
     bad = _get(f.token, "graph=x")
     assert bad.status_code == 400 and b"graph: the sequence number" in bad.body
-
-    class Gone:
-        pass
+    step = s.step_count
+    empty = _get(f.token, "")
+    assert empty.status_code == 400 and b"channels: graph, curves" in empty.body
+    assert _get(f.token, "graph=1", method="HEAD").status_code == 200
+    assert s.step_count == step  # neither took a frame (a frame takes the run's events)
 
     ended = feed.open_feed(owner, "ended", lambda o: (_ for _ in ()).throw(RuntimeError("the training process ended")),
                            {})
-    r = _get(ended.token, "")
+    r = _get(ended.token, "x=1")
+    assert r.status_code == 400  # the query is checked first
+    ended.channels["x"] = None
+    r = _get(ended.token, "x=1")
     assert r.status_code == 410 and b"ended" in r.body
+    assert feed.get(ended.token) is None  # closed: the page's next rerun opens a new feed

@@ -68,20 +68,33 @@ function scheduleReport(S, playing, fresh) {
 // full message (the server compares), so a lost response costs one full frame, not a stall.
 function feedOf(url) {
   const all = (window.__deeprFeeds = window.__deeprFeeds || {});
-  if (!all[url]) all[url] = { url, subs: new Map(), running: false, playing: false, wantStep: null,
-                              frames: 0, errors: 0, gone: false, maxFps: 12, lastMs: 0, stepShown: -1 };
+  if (!all[url]) all[url] = { url, subs: new Map(), running: false, playing: false, want: false, gen: 0,
+                              frames: 0, errors: 0, lastError: "", gone: false, maxFps: 12, lastMs: 0,
+                              stepShown: -1, stepAsked: null };
   return all[url];
 }
 
 function feedSubscribe(h, S, apply) {
   // h: the subscription message (kind "feed"); apply(S, header, arrays, bytes) draws a message
-  for (const [url, other] of Object.entries(window.__deeprFeeds || {}))
-    if (url !== h.feed) other.subs.delete(h.channel + "@" + S.key);  // a new run, a new feed
+  const id = h.channel + "@" + S.key;
+  const all = window.__deeprFeeds || {};
+  for (const [url, other] of Object.entries(all)) {
+    if (url === h.feed) continue;
+    other.subs.delete(id);  // a new run, a new feed: the old one draws here no more
+    if (!other.subs.size && !other.running) delete all[url];
+  }
   const F = feedOf(h.feed);
-  F.subs.set(h.channel + "@" + S.key, { channel: h.channel, S, apply });
+  const isNew = F.subs.get(id)?.S !== S;
+  F.subs.set(id, { id, channel: h.channel, S, apply });
+  F.gen++;  // answers to requests sent before this subscription cannot stop the loop
   F.playing = !!h.playing;
   F.maxFps = h.max_fps || 12;
-  if (h.step !== F.stepShown && h.step !== F.stepAsked) F.wantStep = h.step;  // once per new step
+  F.gone = false;  // the server says again whether it knows this feed
+  // paused: ask for a frame when a view holds nothing yet or the page names a new step (once)
+  if (isNew || S.seq < 0 || (h.step !== F.stepShown && h.step !== F.stepAsked)) {
+    F.want = true;
+    F.stepAsked = h.step;
+  }
   S.feed = F;
   feedRun(F);
 }
@@ -107,45 +120,19 @@ async function feedRun(F) {
   F.running = true;
   let onScreen = Promise.resolve();  // resolves once the last frame applied has been painted
   try {
-    while (F.playing || F.wantStep !== null) {
+    while (F.playing || F.want) {
       for (const [id, s] of F.subs) if (!s.S.root.isConnected) F.subs.delete(id);
       if (!F.subs.size) break;
-      F.stepAsked = F.wantStep;
-      F.wantStep = null;
-      const t0 = performance.now();
-      const subs = Array.from(F.subs.values());
-      const q = subs.map((s) => `${encodeURIComponent(s.channel)}=${s.S.seq}`).join("&");
-      let r = null;
-      try { r = await fetch(`${F.url}?${q}`, { cache: "no-store" }); } catch (e) { r = null; }
-      if (!r || !r.ok) {
-        F.errors++;
-        if (r && (r.status === 404 || r.status === 410)) { F.gone = true; break; }  // the page reruns
+      F.want = false;
+      const t0 = performance.now(), gen = F.gen;
+      try {
+        onScreen = (await feedFrame(F, gen, t0, onScreen)) || onScreen;
+      } catch (e) {  // a bad answer or a bug: count it, wait, go on (the next request may resync)
+        F.errors++; F.lastError = String(e);
         await sleep(1000);
         continue;
       }
-      const { head, parts } = feedSplit(new Uint8Array(await r.arrayBuffer()));
-      F.fetchMs = performance.now() - t0;  // request, server, transfer
-      // the request went out while the last frame was being painted; this one waits for it
-      // (frames never pile up in the page: one in flight, one on screen)
-      const tw = performance.now();
-      await onScreen;
-      F.paintWaitMs = performance.now() - tw;
-      for (const s of subs) {
-        const part = parts[s.channel];
-        if (!part || !s.S.root.isConnected) continue;
-        const { header, arrays, bytes } = decode(part);
-        if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
-      }
-      const applyMs = performance.now() - tw - F.paintWaitMs;
-      onScreen = painted().then((ms) => {
-        F.costs = F.costs || []; F.costs.push([applyMs, ms]); if (F.costs.length > 100) F.costs.shift();
-      });
-      F.frames++;
-      F.stepShown = head.step;
-      F.stepAsked = null;
-      if (!head.playing) F.playing = false;  // the run stopped (paused elsewhere, diverged)
-      F.lastMs = performance.now() - t0;
-      F.serverMs = head.ms;  // the server's time for this frame: taking it, encoding it
+      if (F.gone) break;
       // a steady max_fps: the next request is due one interval after the last one was due
       // (a late frame does not delay the ones after it)
       const interval = 1000 / F.maxFps, now = performance.now();
@@ -155,4 +142,48 @@ async function feedRun(F) {
   } finally {
     F.running = false;
   }
+}
+
+async function feedFrame(F, gen, t0, onScreen) {
+  // one request and its answer; returns the promise of its paint (null when nothing was drawn)
+  const subs = Array.from(F.subs.values());
+  const q = subs.map((s) => `${encodeURIComponent(s.channel)}=${s.S.seq}`).join("&");
+  let r = null;
+  try { r = await fetch(`${F.url}?${q}`, { cache: "no-store" }); } catch (e) { r = null; }
+  if (!r || !r.ok) {
+    if (r && (r.status === 404 || r.status === 410)) {
+      // the feed ended (its run changed or stopped, the server restarted): the views ask the
+      // page to run again, which subscribes them to the run's new feed
+      F.gone = true;
+      for (const s of subs) if (s.S.setStateValue) s.S.setStateValue("report", { feed_gone: F.url, ms: Date.now() });
+      return null;
+    }
+    throw new Error(r ? `feed answered ${r.status}` : "feed unreachable");
+  }
+  const { head, parts } = feedSplit(new Uint8Array(await r.arrayBuffer()));
+  F.fetchMs = performance.now() - t0;  // request, server, transfer
+  // the request went out while the last frame was being painted; this one waits for it
+  // (frames never pile up in the page: one in flight, one on screen)
+  const tw = performance.now();
+  await onScreen;
+  F.paintWaitMs = performance.now() - tw;
+  for (const s of subs) {
+    const part = parts[s.channel];
+    // only views still subscribed to this feed (a new run's views belong to another feed)
+    if (!part || F.subs.get(s.id) !== s || !s.S.root.isConnected) continue;
+    const { header, arrays, bytes } = decode(part);
+    if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
+  }
+  const applyMs = performance.now() - tw - F.paintWaitMs;
+  F.frames++;
+  F.stepShown = head.step;
+  F.stepAsked = null;
+  // the run stopped (paused elsewhere, diverged); an answer to a request sent before the page
+  // last subscribed (a Play in between) says nothing about now
+  if (!head.playing && gen === F.gen) F.playing = false;
+  F.lastMs = performance.now() - t0;
+  F.serverMs = head.ms;  // the server's time for this frame: taking it, encoding it
+  return painted().then((ms) => {
+    F.costs = F.costs || []; F.costs.push([applyMs, ms]); if (F.costs.length > 100) F.costs.shift();
+  });
 }

@@ -122,11 +122,8 @@ def close_feed(feed: Feed | None) -> None:
 
 def get(token: str) -> Feed | None:
     with _lock:
-        feed = _feeds.get(token)
-        if feed is not None and feed.owner() is None:
-            del _feeds[token]
-            return None
-        return feed
+        _prune(time.monotonic())  # a closed tab's feed goes at the next request of any tab
+        return _feeds.get(token)
 
 
 def count() -> int:
@@ -144,6 +141,9 @@ def _prune(now: float) -> None:
 def parse_have(query, names) -> dict[str, int]:
     """{channel: sequence number} from the query (?graph=12&curves=9); ValueError names the
     field and what is allowed."""
+    if not query:
+        raise ValueError(f"name at least one channel with the sequence number the page holds, "
+                         f"e.g. ?{next(iter(names), 'graph')}=-1 (channels: {', '.join(names)})")
     have = {}
     for name, value in query.items():
         if name not in names:
@@ -162,6 +162,8 @@ async def endpoint(request):
     from starlette.responses import PlainTextResponse, Response
 
     feed = get(request.path_params["token"])
+    if request.method != "GET":  # HEAD: no frame taken (a frame takes the run's events)
+        return Response(status_code=200 if feed is not None else 404)
     if feed is None:
         return PlainTextResponse("no such feed (the tab's run ended or the server restarted)",
                                  status_code=404)
@@ -171,7 +173,8 @@ async def endpoint(request):
         return PlainTextResponse(str(exc), status_code=400)
     try:  # the frame comes over a pipe from the training process: not on the event loop
         body = await run_in_threadpool(feed.next, have)
-    except RuntimeError as exc:  # the training process ended: the page shows it on its next rerun
+    except RuntimeError as exc:  # its run ended or changed: the page reruns and gets a new feed
+        close_feed(feed)
         return PlainTextResponse(str(exc), status_code=410)
     return Response(body, media_type="application/octet-stream", headers={"Cache-Control": "no-store"})
 
@@ -185,6 +188,11 @@ def routes() -> list:
 
 
 def available() -> bool:
-    """Whether this server answers feed requests (the app started by `streamlit run
-    app/main.py`); else the views take their frames by fragment reruns."""
-    return _ENABLED
+    """Whether pages can use the feed: this server answers it (the app started by `streamlit run
+    app/main.py`) and serves the app at the root (st.App mounts its routes at the root, so behind
+    a proxy that forwards only server.baseUrlPath they would not be reached); else the views take
+    their frames by fragment reruns."""
+    if not _ENABLED:
+        return False
+    import streamlit as st
+    return not (st.get_option("server.baseUrlPath") or "").strip("/")

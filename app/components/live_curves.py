@@ -272,8 +272,8 @@ def feed_view(url: str, *, key: str = "curves", charts: Sequence[str] = CHARTS, 
     """The curves `key`, fed by the feed at `url` (feed.py) on `channel` (a CurvesChannel with
     the same charts); see live_graph.feed_view."""
     charts = _check_charts(charts)
-    if scale not in SCALES or theme not in ("auto", "light", "dark"):
-        raise ValueError(f"scale from {SCALES}, theme auto/light/dark")
+    lg.check_choice("scale", scale, SCALES)
+    lg.check_choice("theme", theme, lg.THEMES)
     msg = lg.pack({"kind": "feed", "feed": url, "channel": channel, "key": key, "height": int(height),
                    "columns": max(1, int(columns)), "charts": list(charts), "theme": theme, "scale": scale,
                    "playing": bool(playing), "step": int(step), "max_fps": lg.feed.MAX_FPS}, {})
@@ -321,11 +321,10 @@ def live_curves(data: CurvesData, *, key: str = "curves", charts: Sequence[str] 
 
     Returns seq, kind ("full", "delta" or "same"), bytes (this message), browser_fps and counts
     (messages of each kind sent for this key, and series rewrites resent)."""
-    charts = tuple(charts)
-    if (not charts or any(c not in CHARTS for c in charts) or scale not in SCALES
-            or theme not in ("auto", "light", "dark") or pace not in ("pull", "timer", "follow")):
-        raise ValueError(f"charts from {CHARTS}, scale from {SCALES}, theme auto/light/dark, "
-                         "pace pull/timer/follow")
+    charts = _check_charts(charts)
+    lg.check_choice("scale", scale, SCALES)
+    lg.check_choice("theme", theme, lg.THEMES)
+    lg.check_choice("pace", pace, ("pull", "timer", "follow"))
     names = [n for c in charts for n in SERIES[c]]
     store = _store()
     sent: _Sent | None = store.get(key)

@@ -74,6 +74,15 @@ _component = st.components.v2.component(
 )
 
 
+THEMES = ("auto", "light", "dark")
+
+
+def check_choice(name: str, value, allowed) -> None:
+    """ValueError naming the argument, the value and what is allowed."""
+    if value not in allowed:
+        raise ValueError(f"{name}: one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
 # -- data in ----------------------------------------------------------------------------------
 @dataclass
 class LayerData:
@@ -409,8 +418,7 @@ def feed_view(url: str, *, key: str = "live_graph", height: int = 400, theme: st
     """The canvas `key`, fed by the feed at `url` (feed.py) on `channel`: while `playing` the
     page asks for frames itself; paused, it asks once whenever `step` differs from the step it
     shows (after Step 10, say). Cheap to call on every rerun: the subscription is all it sends."""
-    if theme not in ("auto", "light", "dark"):
-        raise ValueError("theme must be auto, light or dark")
+    check_choice("theme", theme, THEMES)
     msg = pack({"kind": "feed", "feed": url, "channel": channel, "key": key, "height": int(height),
                 "theme": theme, "playing": bool(playing), "step": int(step), "max_fps": feed.MAX_FPS,
                 "fade_budget": FADE_BUDGET}, {})
@@ -512,8 +520,8 @@ def live_graph(data: GraphData, *, key: str = "live_graph", height: int = 400, t
     caller's fragment run_every drives the frames; take it from run_every(key)) or "pull" (the
     page asks for the next frame once it has drawn the last one, at most every MIN_TICK s; give
     the fragment run_every=KEEPALIVE)."""
-    if theme not in ("auto", "light", "dark") or pace not in ("timer", "pull"):
-        raise ValueError("theme must be auto, light or dark; pace timer or pull")
+    check_choice("theme", theme, THEMES)
+    check_choice("pace", pace, ("timer", "pull"))
     store = _store()
     sent: _Sent | None = store.get(key)
     sig = _signature(data)

@@ -233,7 +233,7 @@ def transport(s: DashboardState, view: RunView) -> None:
     row.button("Reset", key="reset", on_click=on_reset, help="the same setup from step 0")
     with row.popover("Download figures"):
         info = s.run.info
-        st.download_button("Graph (PNG)", lambda: w.graph_png(view, info, s.trail), "graph.png",
+        st.download_button("Graph (PNG)", lambda: s.with_trail(lambda trail: w.graph_png(view, info, trail)), "graph.png",
                            "image/png", on_click="ignore", key="dl_graph")
         st.caption("The live curves have a PNG button each (drawn in the browser); the plotly "
                    "charts below have a camera button in their corner.")

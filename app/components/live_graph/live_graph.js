@@ -345,12 +345,16 @@ function rates(S, now) {
   return out.map(([p, r, q]) => ({ pruned: p / sec, revived: r / sec, probes: q / sec }));
 }
 
+function rate(v) {
+  // 0.4, 12.5, 1,234, 45,481: one decimal only where it says something
+  return v.toLocaleString("en-US", { maximumFractionDigits: v < 100 ? 1 : 0 });
+}
+
 function renderCounters(S) {
   const r = rates(S, performance.now());
   S.countersEl.replaceChildren(...r.map((x, l) => {
     const span = document.createElement("span");
-    span.textContent = `L${l}: pruned ${x.pruned.toFixed(1)}/s (${x.probes.toFixed(1)} probes) · ` +
-      `revived ${x.revived.toFixed(1)}/s`;
+    span.textContent = `L${l}: pruned ${rate(x.pruned)}/s (${rate(x.probes)} probes) · revived ${rate(x.revived)}/s`;
     return span;
   }));
   S.stepEl.textContent = `step ${S.step.toLocaleString()}`;
