@@ -45,7 +45,7 @@ MOVE_FRACTION = 0.02      # a weight is re-sent when it moved this much of its l
 PROBE_STEPS = 20          # pruned within this many steps of its revival: a brief probe
 PROBE_CAP = 64            # probe flashes drawn per layer per frame (Deep R can probe thousands;
                           # the counters count all of them)
-FADE_BUDGET = {"death": 40, "added": 30, "probe": 20}  # fades per frame, all layers (a fair
+FADE_BUDGET = {"death": 16, "added": 16, "probe": 12}  # fades per frame, all layers (a fair
                           # sample when more: thousands of fading strokes slow a canvas that is
                           # rasterised without a GPU to a few frames/s)
 TICKS = (0.1, 0.15, 0.2, 0.3, 0.45, 0.7, 1.0)  # run_every ladder (s): 10 frames/s at best

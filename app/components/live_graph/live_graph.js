@@ -12,7 +12,7 @@ const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this w
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
 // Fades drawn per data frame, per kind (all layers; Python's FADE_BUDGET, sent with the data):
 // a fair sample when there are more. The counters count every event.
-const FADE_BUDGET = { death: 40, added: 30, probe: 20 };
+const FADE_BUDGET = { death: 16, added: 16, probe: 12 };
 const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
 const PALETTES = {
@@ -282,7 +282,7 @@ function drawAnimInner(S, now) {
     // deaths of established connections stand out; revivals (most die as probes) less so
     // deaths of established connections stand out; revivals and probes are hairlines (a
     // software-rasterised canvas draws those an order of magnitude faster than wide strokes)
-    ctx.lineWidth = g.kind === "death" ? 2.4 : 1;
+    ctx.lineWidth = g.kind === "death" ? 2 : 1;
     ctx.setLineDash(g.kind === "probe" ? [2, 3] : []);
     ctx.stroke(g.path);
   }
