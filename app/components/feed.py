@@ -3,9 +3,10 @@
 A Streamlit rerun per frame costs a round trip through the script thread, the websocket and
 React (250-500 ms on a 2-core machine): it capped the live views near 2-4 frames/s. Here the
 page asks for frames itself: one GET per frame returns the next message of every channel
-(the graph, the curves) from one frame of the run, and the page asks again once it has drawn
-it, at most MAX_FPS times a second. Nothing piles up (one request in flight per page) and the
-training process never waits for the browser (it answers between chunks of steps).
+(the graph, the curves) from one frame of the run; the page sends the next request while it
+paints the last frame and applies the answer once that paint is done, at most MAX_FPS times a
+second (common.js). Nothing piles up (one request in flight per page) and the training process
+never waits for the browser (it answers between chunks of steps).
 
     feed = open_feed(owner, "dashboard", lambda owner: owner.next_frame(),
                      {"graph": live_graph.GraphChannel(...), "curves": live_curves.CurvesChannel(...)})
@@ -13,14 +14,14 @@ training process never waits for the browser (it answers between chunks of steps
 
 A channel is an object with `message(view, have) -> bytes`: the next message against what the
 page holds (`have`: the sequence number the page last applied; a mismatch gets a full message).
-`source(owner)` returns the run's next frame (it gets the owner
-each time, so the feed holds no strong reference to it). The route is served by the app's st.App (app/main.py,
-`routes()`); pages run without it (AppTest, the component demo pages) fall back to frames by
-fragment reruns: `available()` says which.
+`source(owner)` returns the run's next frame (it gets the owner each time, so the feed holds no
+strong reference to it). The route is served by the app's st.App (app/main.py, `routes()`);
+pages run without it (AppTest, the component demo pages) fall back to frames by fragment
+reruns: `available()` says which.
 
 Feeds are found by an unguessable token; they end with their owner (a weak reference: the
-browser session's state), when a newer one of the same owner and name opens, or after IDLE_S
-without a request.
+browser session's state), when a newer one of the same owner and name opens, when their run
+ends (the answer is 410 and the page reruns for a new feed), or after IDLE_S without a request.
 """
 from __future__ import annotations
 
