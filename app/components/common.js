@@ -25,6 +25,26 @@ function halfToFloat(h) {
   return out;
 }
 
+function mount(component, states, create, teardown) {
+  // A Streamlit message for one of our canvases: decoded, with the canvas state of its element
+  // (created on first use) and the cleanup to return (Streamlit also calls a superseded call's
+  // cleanup when frames arrive quickly, so only a canvas that has really left the page is torn
+  // down). null for an empty message.
+  const { data, parentElement, setStateValue } = component;
+  if (!data || !data.byteLength) return null;
+  const t0 = performance.now();
+  const { header: h, arrays: a, bytes } = decode(data);
+  let S = states.get(parentElement);
+  if (!S) { S = create(parentElement, h.key); states.set(parentElement, S); }
+  S.setStateValue = setStateValue;
+  const cleanup = () => setTimeout(() => {
+    if (S.root.isConnected) return;
+    teardown(S);
+    if (states.get(parentElement) === S) states.delete(parentElement);
+  }, 0);
+  return { h, a, bytes, S, t0, cleanup };
+}
+
 function luminance(color) {
   const m = /^#([0-9a-f]{6})$/i.exec((color || "").trim());
   if (m) {

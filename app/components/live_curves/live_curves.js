@@ -570,18 +570,9 @@ function drawHover(S, C) {
 
 
 export default function (component) {
-  const { data, parentElement, setStateValue } = component;
-  if (!data || !data.byteLength) return;
-  const t0 = performance.now();
-  const { header: h, arrays: a, bytes } = decode(data);
-  let S = STATES.get(parentElement);
-  if (!S) { S = createState(parentElement, h.key); STATES.set(parentElement, S); }
-  const cleanup = () => setTimeout(() => {
-    if (S.root.isConnected) return;  // a superseded call's cleanup: the canvas is still there
-    clearTimeout(S.reportTimer);
-    if (STATES.get(parentElement) === S) STATES.delete(parentElement);
-  }, 0);
-  S.setStateValue = setStateValue;
+  const m = mount(component, STATES, createState, (S) => clearTimeout(S.reportTimer));
+  if (!m) return;
+  const { h, a, bytes, S, t0, cleanup } = m;
   S.themeSetting = h.theme || "auto";
   S.pace = h.pace || "pull";
   S.minInterval = h.min_interval_ms || 100;

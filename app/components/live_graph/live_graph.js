@@ -426,20 +426,11 @@ function applyDelta(S, d, a, now, probeSteps) {
 
 
 export default function (component) {
-  const { data, parentElement, setStateValue } = component;
-  if (!data || !data.byteLength) return;
-  const t0 = performance.now();
-  const { header: h, arrays: a, bytes } = decode(data);
-  let S = STATES.get(parentElement);
-  if (!S) { S = createState(parentElement, h.key); STATES.set(parentElement, S); }
-  // Streamlit also calls a superseded call's cleanup when frames arrive quickly, so only a
-  // canvas that has really left the page is torn down
-  const cleanup = () => setTimeout(() => {
-    if (S.root.isConnected) return;
+  const m = mount(component, STATES, createState, (S) => {
     clearInterval(S.ratesTimer); clearTimeout(S.reportTimer); cancelAnimationFrame(S.rafId);
-    if (STATES.get(parentElement) === S) STATES.delete(parentElement);
-  }, 0);
-  S.setStateValue = setStateValue;
+  });
+  if (!m) return;
+  const { h, a, bytes, S, t0, cleanup } = m;
   S.themeSetting = h.theme || "auto";
   S.pace = h.pace || "timer";
   S.minInterval = h.min_interval_ms || 100;
