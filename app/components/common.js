@@ -55,6 +55,25 @@ function luminance(color) {
   return r ? (0.299 * +r[1] + 0.587 * +r[2] + 0.114 * +r[3]) / 255 : 1;
 }
 
+function readPalette(S, palettes) {
+  // S.theme and S.pal from the theme setting: "auto" follows Streamlit (its background's
+  // luminance, and its exact background and text colours where it gives them). Returns the
+  // element's computed style for what else the caller reads.
+  let mode = S.themeSetting;
+  const cs = getComputedStyle(S.root);
+  const bg = cs.getPropertyValue("--st-background-color").trim();
+  if (mode !== "light" && mode !== "dark") mode = bg && luminance(bg) < 0.5 ? "dark" : "light";
+  S.theme = mode;
+  S.pal = { ...palettes[mode] };
+  if (S.themeSetting === "auto") {
+    if (bg) S.pal.bg = bg;
+    const text = cs.getPropertyValue("--st-text-color").trim();
+    if (text) S.pal.text = text;
+  }
+  S.root.dataset.theme = mode;
+  return cs;
+}
+
 function report(S, extra) {
   if (!S.setStateValue) return;
   clearTimeout(S.reportTimer);

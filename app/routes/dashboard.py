@@ -233,8 +233,8 @@ def transport(s: DashboardState, view: RunView) -> None:
     row.button("Reset", key="reset", on_click=on_reset, help="the same setup from step 0")
     with row.popover("Download figures"):
         info = s.run.info
-        st.download_button("Graph (PNG)", lambda: s.with_trail(lambda trail: w.graph_png(view, info, trail)), "graph.png",
-                           "image/png", on_click="ignore", key="dl_graph")
+        st.download_button("Graph (PNG)", lambda: s.with_trail(lambda trail: w.graph_png(view, info, trail)),
+                           "graph.png", "image/png", on_click="ignore", key="dl_graph")
         st.caption("The live curves have a PNG button each (drawn in the browser); the plotly "
                    "charts below have a camera button in their corner.")
     if view.paused_reason:
@@ -289,13 +289,12 @@ def feed_views(s: DashboardState, view: RunView) -> None:
     so no Streamlit rerun per frame; a fragment refreshes the counters every STATUS_TICK."""
     st.fragment(run_every=STATUS_TICK if view.playing else None)(status_fragment)()
     info = s.run.info
-    conv = any(len(l.shape) != 2 for l in view.layers)
-    feed = s.live_feed(lambda: {
-        "graph": live_graph.GraphChannel(None if conv else info.image_shape, s.run.run_id),
-        "curves": live_curves.CurvesChannel(CURVES["charts"], s.run.run_id)})
     left, right = st.columns([1.25, 1])
     with left:
-        graph_title(view)
+        _, conv = graph_title(view)
+        feed = s.live_feed(lambda: {
+            "graph": live_graph.GraphChannel(None if conv else info.image_shape, s.run.run_id),
+            "curves": live_curves.CurvesChannel(CURVES["charts"], s.run.run_id)})
         live_graph.feed_view(feed.url, key="graph", height=440, playing=view.playing, step=view.step)
     with right:
         live_curves.feed_view(feed.url, **CURVES, playing=view.playing, step=view.step)

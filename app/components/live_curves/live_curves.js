@@ -169,19 +169,8 @@ function buildCharts(S, names) {
 }
 
 function readTheme(S) {
-  let mode = S.themeSetting;
-  const cs = getComputedStyle(S.root);
-  const bg = cs.getPropertyValue("--st-background-color").trim();
-  if (mode !== "light" && mode !== "dark") mode = bg && luminance(bg) < 0.5 ? "dark" : "light";
-  S.theme = mode;
-  S.pal = { ...PALETTES[mode] };
-  if (S.themeSetting === "auto") {  // Streamlit's exact colours where it gives them
-    if (bg) S.pal.bg = bg;
-    const text = cs.getPropertyValue("--st-text-color").trim();
-    if (text) S.pal.text = text;
-  }
+  const cs = readPalette(S, PALETTES);
   S.font = cs.fontFamily || "sans-serif";
-  S.root.dataset.theme = mode;
   for (const k of ["bg", "text", "muted", "grid"]) S.root.style.setProperty("--lc-" + k, S.pal[k]);
 }
 

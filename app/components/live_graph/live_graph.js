@@ -92,26 +92,9 @@ function createState(parent, key) {
 }
 
 function readTheme(S) {
-  let mode = S.themeSetting;
-  const cs = getComputedStyle(S.root);
-  const bg = cs.getPropertyValue("--st-background-color").trim();
-  if (mode !== "light" && mode !== "dark") mode = bg && luminance(bg) < 0.5 ? "dark" : "light";
-  S.theme = mode;
-  S.pal = { ...PALETTES[mode] };
-  if (S.themeSetting === "auto") {  // follow Streamlit's exact colours where it gives them
-    if (bg) S.pal.bg = bg;
-    const text = cs.getPropertyValue("--st-text-color").trim();
-    if (text) S.pal.text = text;
-  }
-  S.root.dataset.theme = mode;
-  S.root.style.setProperty("--dg-pos", S.pal.pos);
-  S.root.style.setProperty("--dg-neg", S.pal.neg);
-  S.root.style.setProperty("--dg-added", S.pal.added);
-  S.root.style.setProperty("--dg-death", S.pal.death);
-  S.root.style.setProperty("--dg-probe", S.pal.probe);
-  S.root.style.setProperty("--dg-ring", S.pal.ring);
-  S.root.style.setProperty("--dg-text", S.pal.text);
-  S.root.style.setProperty("--dg-bg", S.pal.bg);
+  readPalette(S, PALETTES);
+  for (const k of ["pos", "neg", "added", "death", "probe", "ring", "text", "bg"])
+    S.root.style.setProperty("--dg-" + k, S.pal[k]);
 }
 
 function resize(S) {
