@@ -166,12 +166,12 @@ def test_divergence_pauses_and_keeps_the_last_good_state():
     assert s.step(3) == 3 and s.paused_reason is None
 
 
-def test_views_are_detached_and_carry_every_rewiring_event_since_the_previous_view():
+def test_views_are_detached_and_carry_every_rewiring_event_after_their_cursor():
     s = TrainingSession(small(temperature=1e-4, alpha=1e-2))
-    s.snapshot()  # takes the events so far
+    cursor = s.snapshot().events_cursor
     before = s.telemetry.total_pruned
     s.step(40)
-    v = s.snapshot()
+    v = s.snapshot(since=cursor)
     n_pruned = s.telemetry.total_pruned - before
     assert n_pruned > 0 and sum(len(l.pruned) for l in v.layers) == n_pruned
     assert sum(len(l.activated) for l in v.layers) == n_pruned  # exact K: as many revived
@@ -185,7 +185,10 @@ def test_views_are_detached_and_carry_every_rewiring_event_since_the_previous_vi
     assert v.process_rss > v.model_bytes  # the process holds torch and the data too
     v.layers[0].theta[...] = 5.0  # a view never aliases the run
     assert not bool((s.layers[0].theta == 5.0).any())
-    assert all(l.pruned.size == 0 for l in s.snapshot().layers)  # nothing new since
+    assert all(l.pruned.size == 0 for l in s.snapshot(since=v.events_cursor).layers)  # nothing new since
+    again = s.snapshot(since=cursor)  # reading took nothing: the same events again
+    assert all(np.array_equal(a.pruned, b.pruned) and np.array_equal(a.activated, b.activated)
+               for a, b in zip(again.layers, v.layers))
 
 
 def test_telemetry_counts_lifetimes_and_tracking():

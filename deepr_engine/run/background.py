@@ -47,8 +47,9 @@ class RunInfo:
 
 # -- the child ----------------------------------------------------------------------------------
 class _WallRate:
-    """Steps per second of wall-clock time between two frames (what a viewer sees, pauses and
-    speed limits included), smoothed."""
+    """Steps per second of wall-clock time, measured by the training loop between chunks at
+    least 0.05 s apart (what a viewer sees, requests, pauses and speed limits included),
+    smoothed; frames only read it."""
 
     def __init__(self):
         self.t, self.step, self.rate = time.monotonic(), 0, 0.0
@@ -96,9 +97,11 @@ def _serve(conn, source, options: dict) -> None:
 
     def handle(op, args, kw):
         nonlocal playing, spf, max_rate, until
-        if op == "frame":
-            return run_view(session, playing=playing,
-                            steps_per_second=wall.update(session.step_count, playing))
+        if op == "frame":  # a read: any number of tabs may ask (the rate is kept by the loop)
+            return run_view(session, playing=playing, steps_per_second=wall.rate if playing else 0.0,
+                            since=kw.get("since"), events=kw.get("events", True))
+        if op == "snapshot":
+            return session.snapshot(*args, **kw)
         if op == "play":
             if not playing:  # the rate is measured from here
                 wall.update(session.step_count, False)
@@ -107,6 +110,7 @@ def _serve(conn, source, options: dict) -> None:
             return playing
         if op == "pause":
             playing = False
+            wall.update(session.step_count, False)
             return None
         if op == "speed":
             spf, max_rate = int(kw["steps_per_frame"]), float(kw["max_steps_per_second"])
@@ -114,7 +118,7 @@ def _serve(conn, source, options: dict) -> None:
         if op == "checkpoint":
             return checkpoint.to_bytes(session)
         if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid",
-                  "metrics_csv", "hyperparams", "snapshot", "evaluate"):
+                  "metrics_csv", "hyperparams", "evaluate"):
             return getattr(session, op)(*args, **kw)
         raise ValueError(f"unknown request {op!r}")
 
@@ -141,6 +145,7 @@ def _serve(conn, source, options: dict) -> None:
             t0 = time.perf_counter()
             want = spf if until is None else min(spf, until - session.step_count)
             n = session.step(want)
+            wall.update(session.step_count, True)
             if n < want or session.paused_reason or (until is not None and session.step_count >= until):
                 playing = False
             elif max_rate > 0:
@@ -312,10 +317,12 @@ class BackgroundSession:
         self._call("hyperparams")
 
     # -- the session's verbs ------------------------------------------------------------------
-    def frame(self) -> RunView:
+    def frame(self, since: int | None = None, events: bool = True) -> RunView:
         """The run now, for drawing (a compact views.RunView: active connections only, the
-        rewiring since the previous frame, wall-clock steps/s)."""
-        return self._call("frame")
+        rewiring events after the cursor `since` (None: all the run still holds; events=False:
+        none), wall-clock steps/s). A read: it changes nothing, so every tab and view on the run
+        can ask; each keeps its own cursor (the view's `events_cursor`)."""
+        return self._call("frame", since=since, events=events)
 
     def step(self, n: int = 1) -> int:
         return self._call("step", n)
@@ -335,9 +342,9 @@ class BackgroundSession:
     def track_default(self, n: int = 24) -> None:
         self._call("track_default", n)
 
-    def snapshot(self) -> RunView:
-        """A full view (full-size theta and sign too)."""
-        return self._call("snapshot")
+    def snapshot(self, since: int | None = None, events: bool = True) -> RunView:
+        """A full view (full-size theta and sign too); events as frame()."""
+        return self._call("snapshot", since=since, events=events)
 
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return self._call("predict_grid", xs, ys)

@@ -274,11 +274,13 @@ class TrainingSession:
         self.telemetry.track(layer_index, positions)
         self.telemetry.tracked_theta.add(self.step_count, self.telemetry.tracked_values(self.layers))
 
-    def snapshot(self, full: bool = True) -> RunView:
+    def snapshot(self, full: bool = True, since: int | None = None, events: bool = True) -> RunView:
         """A detached view of the run (views.RunView): per layer the active connections with
         their weights and theta (and with full=True full-size theta and sign), the rewiring
-        events since the previous view, telemetry, metrics, hyperparameters and status."""
-        return run_view(self, full=full)
+        events after the cursor `since` (None: all the telemetry holds; pass the previous view's
+        `events_cursor` to get each event once), telemetry, metrics, hyperparameters and status.
+        Changes nothing in the run."""
+        return run_view(self, full=full, since=since, events=events)
 
     @torch.no_grad()
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:

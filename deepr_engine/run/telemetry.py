@@ -7,12 +7,14 @@ start, middle and end, in at most `capacity` points.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 LIFETIME_BINS = 32  # log2 bins: [0,1), [1,2), [2,4), ... up to 2**30 steps
-RECENT_CAP = 20_000  # rewiring events kept per layer between two views (the newest)
+EVENT_STEPS = 256  # rewiring records (steps, live changes of K) kept for readers that lag
+EVENT_CAP = 200_000  # events kept in all of them together (the oldest records go first)
 SPARSE_LEDGER_ABOVE = 4_000_000  # positions: above this a layer's per-position records are O(K)
 EVER_CAP = 5_000_000  # positions remembered as ever active in an O(K) ledger
 
@@ -178,6 +180,68 @@ class Downsampled:
         return s
 
 
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class Events:
+    """A reader's share of the rewiring events: per layer `pruned` positions (with `pruned_age`,
+    the steps each had been active) and `activated` positions, oldest first; `since` is the
+    cursor asked for, `cursor` the one to ask with next time. `complete` is False when events
+    after `since` were already dropped from the ring (the reader fell behind, or holds a cursor
+    of another run): it then gets what the ring holds and should redraw from a full view."""
+    since: int | None
+    cursor: int
+    complete: bool
+    layers: list[dict[str, np.ndarray]]
+
+
+class EventRing:
+    """The rewiring events of the last EVENT_STEPS records (one per step, or per live change of
+    K), at most EVENT_CAP events in all. Each record has a sequence number; a reader keeps the
+    number of the last record it saw (its cursor) and asks for what came after it, so any number
+    of readers see every event and reading changes nothing."""
+
+    def __init__(self, n_layers: int, steps: int = EVENT_STEPS, cap: int = EVENT_CAP, seq: int = 0):
+        self.n_layers, self.cap = n_layers, cap
+        self.seq = seq                           # the number of the newest record
+        self.records: deque = deque(maxlen=steps)  # (seq, step, [(pruned, age, activated)] per layer)
+        self.size = 0                            # events held
+
+    @staticmethod
+    def _count(layers) -> int:
+        return sum(len(p) + len(a) for p, _, a in layers)
+
+    def add(self, step: int, layers: list[tuple]) -> None:
+        if len(self.records) == self.records.maxlen:
+            self.size -= self._count(self.records[0][2])
+        self.seq += 1
+        self.records.append((self.seq, int(step), layers))
+        self.size += self._count(layers)
+        while self.size > self.cap and len(self.records) > 1:
+            self.size -= self._count(self.records.popleft()[2])
+
+    @property
+    def oldest(self) -> int:
+        """The sequence number of the oldest record held (seq + 1 when none is)."""
+        return self.records[0][0] if self.records else self.seq + 1
+
+    def since(self, cursor: int | None) -> Events:
+        """Events of the records after `cursor` (None: every record held)."""
+        if cursor is None:
+            recs, complete = list(self.records), True
+        else:
+            cursor = int(cursor)
+            complete = self.oldest - 1 <= cursor <= self.seq
+            recs = [r for r in self.records if r[0] > cursor] if cursor <= self.seq else list(self.records)
+        layers = []
+        for i in range(self.n_layers):
+            parts = [r[2][i] for r in recs] if recs else []
+            cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else _NONE  # noqa: E731
+            layers.append({"pruned": cat(0), "pruned_age": cat(1), "activated": cat(2)})
+        return Events(cursor, self.seq, complete, layers)
+
+
 class Telemetry:
     """Per-step metrics, per-layer rewiring counts, tracked theta walks, lifetimes."""
 
@@ -201,11 +265,7 @@ class Telemetry:
         self.total_pruned = 0                      # connections pruned since the start (turnover)
         self.changes: deque = deque(maxlen=1000)   # hyperparameter changes (step, name, old, new)
         self.notes: deque = deque(maxlen=200)      # divergence and other messages
-        self._recent = [self._no_recent() for _ in layer_positions]  # events since the last view
-
-    @staticmethod
-    def _no_recent() -> dict:
-        return {"pruned": [], "pruned_age": [], "activated": []}
+        self.events = EventRing(n)                 # the last steps' rewiring events, by sequence
 
     def start(self, layers) -> None:
         for led, layer in zip(self.ledgers, layers):
@@ -225,23 +285,24 @@ class Telemetry:
     def record_rewiring(self, step: int, layers, events) -> None:
         """Pruned / activated counts, lifetimes, ever-active and tracked walks (also called on
         its own for a live change of K, which rewires without a training step)."""
-        pruned, activated = [], []
+        pruned, activated, record = [], [], []
         for i, (layer, ev) in enumerate(zip(layers, events)):
             p, a = ev["pruned"], ev["activated"]
             pruned.append(p.numel())
             activated.append(a.numel())
-            recent = self._recent[i]
+            p_np, a_np, life = _NONE, _NONE, _NONE
             if a.numel():
-                recent["activated"].append(a.cpu().numpy())
+                a_np = a.cpu().numpy().astype(np.int64, copy=False)
             if p.numel():
-                life = (step - self.ledgers[i].born_at(p)).cpu().numpy()
-                recent["pruned"].append(p.cpu().numpy())
-                recent["pruned_age"].append(life)
+                life = (step - self.ledgers[i].born_at(p)).cpu().numpy().astype(np.int64, copy=False)
+                p_np = p.cpu().numpy().astype(np.int64, copy=False)
                 bins = np.minimum(np.floor(np.log2(np.maximum(life, 1))).astype(np.int64) + (life > 0),
                                   LIFETIME_BINS - 1)
                 np.add.at(self.lifetimes[i], bins, 1)
             if a.numel() or p.numel():
                 self.ledgers[i].record(step, p, a)
+            record.append((p_np, life, a_np))
+        self.events.add(step, record)
         self.total_pruned += sum(pruned)
         self.pruned.add(step, pruned)
         self.activated.add(step, activated)
@@ -249,20 +310,9 @@ class Telemetry:
         if len(self.tracked_pos):
             self.tracked_theta.add(step, self.tracked_values(layers))
 
-        for recent in self._recent:  # bounded: a view nobody asks for keeps the newest
-            for key, chunks in recent.items():
-                if len(chunks) > 64:
-                    chunks[:] = [np.concatenate(chunks)[-RECENT_CAP:]]
-
-    def take_recent(self) -> list[dict[str, np.ndarray]]:
-        """Per layer the positions pruned (with their lifetimes in steps) and activated since the
-        previous call, as arrays; the buffer starts again empty."""
-        out = []
-        for i, recent in enumerate(self._recent):
-            out.append({key: np.concatenate(chunks)[-RECENT_CAP:] if chunks
-                        else np.zeros(0, dtype=np.int64) for key, chunks in recent.items()})
-            self._recent[i] = self._no_recent()
-        return out
+    def events_since(self, cursor: int | None) -> "Events":
+        """The rewiring events after `cursor` (see EventRing.since); changes nothing."""
+        return self.events.since(cursor)
 
     def tracked_values(self, layers) -> np.ndarray:
         out = np.empty(len(self.tracked_pos))
@@ -295,7 +345,7 @@ class Telemetry:
                 "dead_units": self.dead_units.to_dict(), "lifetimes": self.lifetimes.tolist(),
                 "tracked_layer": self.tracked_layer.tolist(), "tracked_pos": self.tracked_pos.tolist(),
                 "tracked_theta": self.tracked_theta.to_dict(), "changes": list(self.changes),
-                "total_pruned": self.total_pruned,
+                "total_pruned": self.total_pruned, "event_seq": self.events.seq,
                 "notes": list(self.notes)}
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -314,6 +364,7 @@ class Telemetry:
         self.changes = deque((tuple(c) for c in d["changes"]), maxlen=1000)
         self.notes = deque(d["notes"], maxlen=200)
         self.total_pruned = int(d.get("total_pruned", 0))
+        self.events = EventRing(len(self.ledgers), seq=int(d.get("event_seq", 0)))
         for i, led in enumerate(self.ledgers):
             led.load(i, tensors)
 

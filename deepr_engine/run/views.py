@@ -33,9 +33,9 @@ class LayerView:
     active_pos: np.ndarray        # flat positions of the active connections, sorted
     active_weight: np.ndarray     # their weights (sign * theta)
     active_theta: np.ndarray      # their theta
-    pruned: np.ndarray            # flat positions pruned since the previous view
+    pruned: np.ndarray            # flat positions pruned after the view's events cursor
     pruned_age: np.ndarray        # steps each of those had been active
-    activated: np.ndarray         # flat positions revived since the previous view
+    activated: np.ndarray         # flat positions revived after the view's events cursor
     theta: np.ndarray | None = None  # full-size theta and sign: only in a full view
     sign: np.ndarray | None = None
 
@@ -88,6 +88,9 @@ class RunView:
     playing: bool = False
     model_bytes: int = 0          # the model's parameters, gradients and buffers
     process_rss: int = 0          # resident memory of the process that trains (0: unknown)
+    events_since: int | None = None  # the cursor the layers' events follow (None: all held)
+    events_cursor: int = 0        # the newest record's number: the cursor to read from next
+    events_complete: bool = True  # False: some events after events_since were already dropped
     extra: dict = field(default_factory=dict)
 
 
@@ -125,13 +128,17 @@ def _compact_events(ev: dict, n_positions: int) -> dict:
 
 
 def run_view(session, *, full: bool = False, playing: bool = False,
-             steps_per_second: float | None = None) -> RunView:
+             steps_per_second: float | None = None, since: int | None = None,
+             events: bool = True) -> RunView:
     """The run now. Compact by default: per layer only the active connections; full=True adds
-    full-size theta and sign (the posterior and weight views need them). Takes the rewiring
-    events collected since the previous view."""
-    recent = session.telemetry.take_recent()
+    full-size theta and sign (the posterior and weight views need them). The layers carry the
+    rewiring events after the cursor `since` (None: every event the telemetry still holds;
+    events=False: none); `events_cursor` is the cursor for the reader's next view. Reading
+    changes nothing, so any number of readers each see every event (telemetry.EventRing)."""
+    tel = session.telemetry
+    ev_all = tel.events_since(since if events else tel.events.seq)  # the newest: nothing after it
     layers = []
-    for i, (layer, ev) in enumerate(zip(session.layers, recent)):
+    for i, (layer, ev) in enumerate(zip(session.layers, ev_all.layers)):
         # O(K) from the active slots (weight = sign * theta there), so compact layers too
         idx, order = layer.active_idx.sort()
         theta_a, sign_a = (t.detach().index_select(0, order) for t in layer.gather_active())
@@ -149,4 +156,5 @@ def run_view(session, *, full: bool = False, playing: bool = False,
                    telemetry=telemetry_view(session.telemetry),
                    steps_per_second=session.steps_per_second if steps_per_second is None
                    else steps_per_second, train_seconds=session.train_seconds, playing=playing,
-                   model_bytes=model_memory(session.model)["total"], process_rss=_rss())
+                   model_bytes=model_memory(session.model)["total"], process_rss=_rss(),
+                   events_since=ev_all.since, events_cursor=ev_all.cursor, events_complete=ev_all.complete)
