@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import validate
+from ..hyper import Hyper, declare
 from ..layers import Rewired, rewired_layers
 
 GRADIENT_RULES = ("sgd", "momentum", "adam")
@@ -30,7 +31,18 @@ def non_negative(name):
 
 
 # the hyperparameters of the Langevin update (Deep R and soft-Deep R): L1 strength, temperature
-LANGEVIN = {"alpha": non_negative("alpha"), "temperature": non_negative("temperature")}
+LANGEVIN = declare(
+    Hyper("alpha", 1e-4, 0.0, 100.0, "L1 strength: pull lr*alpha per step on every active "
+          "weight; sets how fast weak connections die (the turnover) and must scale with the "
+          "gradients (1e-3 on digits, 1e-4 on MNIST in our measurements)",
+          label="L1 strength alpha", floor=1e-8),
+    Hyper("temperature", 1e-6, 0.0, 100.0, "T: noise std sqrt(2 lr T) per step on every active "
+          "theta (0: sparse SGD with rewiring; the reference MNIST script's T = lr*1e-10/2)",
+          label="Temperature T", url_key="T", floor=1e-14,
+          value=lambda cfg, lr: cfg.effective_temperature(lr),
+          idle=lambda cfg: (f"noise_scale {cfg.noise_scale:g} > 0 sets the noise (T = lr * "
+                            "noise_scale^2 / 2); set noise_scale 0 to use temperature")
+          if cfg.noise_scale > 0 else None))
 
 
 def _unit(name):
@@ -60,8 +72,11 @@ class RewiringOptimizer(torch.optim.Optimizer):
     SPARSE_REFUSAL: str | None = ("it reads full-size state (dormant weights or dense "
                                   "gradients), which compact layers do not keep")
     SET_ONLY: tuple[str, ...] = ()  # what set() takes besides (K, targets), for the message
-    COMMON = {"lr": _positive("lr"),
-              "gradient": lambda v: validate.choice("gradient", v, GRADIENT_RULES),
+    COMMON = {"lr": Hyper("lr", 0.05, 0.0, 100.0, "learning rate eta (also scales the L1 pull "
+                          "lr*alpha and the noise sqrt(2 lr T))", low_open=True,
+                          label="Learning rate", floor=1e-4),
+              "gradient": Hyper("gradient", "sgd", help="gradient term of the update",
+                                choices=GRADIENT_RULES, scale="choice", live=False, url_key="-"),
               "momentum": _unit("momentum"), "betas": _betas, "eps": _positive("eps")}
 
     def __init__(self, model: nn.Module, lr: float, *, gradient: str = "sgd",

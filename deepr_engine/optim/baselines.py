@@ -35,17 +35,14 @@ from torch import nn
 
 from .. import validate
 from ..layers import Rewired
-from .base import non_negative
+from ..hyper import Hyper, declare
+from .base import LANGEVIN
 from .exact_k import ExactK
 from ..sampling import smallest
 
 
-def _int(name, low, high):
-    return lambda v: validate.integer(name, v, low=low, high=high)
-
-
-def _fraction(name):
-    return lambda v: validate.finite(name, v, low=0.0, high=1.0)
+UPDATE_EVERY = Hyper("update_every", 100, 1, 10**9, "SET / RigL: steps between mask updates",
+                     scale="int", label="Update interval", url_key="every")
 
 
 class MaskedTraining(ExactK):
@@ -161,7 +158,10 @@ class StaticSparse(MaskedTraining):
 class SET(MaskedTraining):
     """Drop the smallest |w|, regrow uniformly among the inactive positions."""
 
-    HYPER = {"update_every": _int("update_every", 1, 10**9), "drop_fraction": _fraction("drop_fraction")}
+    HYPER = declare(UPDATE_EVERY, Hyper(
+        "drop_fraction", 0.3, 0.0, 1.0, "SET / RigL: fraction of active connections dropped and "
+        "regrown per update (RigL: at the start, cosine-annealed to 0 at the end of updates)",
+        scale="fraction", label="Drop fraction", url_key="zeta"))
 
     def __init__(self, model: nn.Module, lr: float, *, update_every: int = 100,
                  drop_fraction: float = 0.3, **kw):
@@ -182,7 +182,10 @@ class RigL(MaskedTraining):
     """Drop the smallest |w|, regrow where the dense gradient is largest; the drop fraction is
     cosine-annealed to 0 at t_end."""
 
-    HYPER = SET.HYPER | {"t_end": _int("t_end", 1, 10**12)}
+    HYPER = SET.HYPER | declare(Hyper(
+        "t_end", 0, 1, 10**12, "RigL: no mask updates from this step on", scale="int",
+        label="End of updates", zero="3/4 of steps",
+        value=lambda cfg, lr: cfg.t_end or max(1, cfg.steps * 3 // 4)))
 
     def __init__(self, model: nn.Module, lr: float, *, update_every: int = 100,
                  drop_fraction: float = 0.3, t_end: int = 10_000, **kw):
@@ -218,8 +221,14 @@ class MagnitudePruning(MaskedTraining):
     layers' K now) at prune_at, or in prune_events steps prune_every apart."""
 
     K_MEANING = "target"
-    HYPER = {"prune_at": _int("prune_at", 0, 10**12), "prune_events": _int("prune_events", 1, 1000),
-             "prune_every": _int("prune_every", 1, 10**9)}
+    HYPER = declare(
+        Hyper("prune_at", 0, 0, 10**12, "magnitude pruning: the first pruning step", scale="int",
+              label="Pruning step", zero="half of steps",
+              value=lambda cfg, lr: cfg.prune_at or cfg.steps // 2),
+        Hyper("prune_events", 1, 1, 1000, "magnitude pruning: reach the target in this many "
+              "events, update_every apart (1 = one-shot)", scale="int", label="Pruning events"),
+        Hyper("prune_every", 100, 1, 10**9, "magnitude pruning: steps between pruning events",
+              scale="int", label="Update interval", field="update_every", url_key="every"))
     _saved_ks = ("target_k",)
 
     def __init__(self, model: nn.Module, lr: float, *, prune_at: int = 1000,
@@ -270,7 +279,10 @@ class L1Shrinkage(MaskedTraining):
     `threshold` is removed for good, never below the floor K (k= / connectivity=)."""
 
     K_MEANING = "floor"
-    HYPER = {"alpha": non_negative("alpha"), "threshold": non_negative("threshold")}
+    HYPER = declare(LANGEVIN["alpha"], Hyper(
+        "threshold", 0.0, 0.0, 1.0, "L1 shrinkage: a weight with |w| at or below this is "
+        "removed for good", scale="fraction", label="L1 threshold", field="l1_threshold",
+        url_key="l1thr"))
     _saved_ks = ("floor_k",)
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,
