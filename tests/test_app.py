@@ -235,6 +235,91 @@ def test_a_dead_training_process_is_reported_and_can_be_started_again(closing):
     assert state(at).run is not run and view(at).step == 0
 
 
+def test_two_setup_changes_in_one_rerun_both_apply(closing):
+    """Typing hidden sizes, then clicking the model kind, sends both in one rerun: the first
+    starts a new run before the second's callback runs (it crashed with 'NoneType has no
+    attribute config'); the second builds on the first."""
+    at = app()
+    closing(at)
+    g = state(at).gen
+    at.text_input(key=f"hidden{g}").input("8,8")
+    at.segmented_control(key=f"model{g}").set_value("conv").run()
+    assert not at.exception, [e.value for e in at.exception]
+    cfg = view(at).config
+    assert cfg.hidden == [8, 8] and cfg.model == "conv"
+    g = state(at).gen  # a new hidden size and an exact K typed together (was a KeyError 'ktext')
+    at.text_input(key=f"hidden{g}").input("8,8,8")
+    at.text_input(key=f"ktext{g}").input("5,5,5,5,5,5").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert view(at).config.hidden == [8, 8, 8]
+
+
+def test_bad_setup_values_keep_the_run_and_say_why_beside_the_field(closing):
+    """conv -> hidden "32,abc" -> "5000,5000" -> mlp: every refusal keeps the run and names the
+    field; the next good change applies to the run as it is."""
+    at = app()
+    closing(at)
+    g = state(at).gen
+    at.segmented_control(key=f"model{g}").set_value("conv").run()
+    g, run_id = state(at).gen, state(at).run.run_id
+    for bad, why in (("32,abc", "comma-separated whole numbers"), ("5000,5000", "hidden[0]")):
+        at.text_input(key=f"hidden{g}").input(bad).run()
+        assert state(at).run.run_id == run_id and state(at).gen == g
+        assert any(e.value.startswith("hidden:") and why in e.value for e in at.sidebar.error), \
+            [e.value for e in at.error]
+        assert at.text_input(key=f"hidden{g}").value == "32,16"  # the field shows the run's value
+    at.segmented_control(key=f"model{g}").set_value("mlp").run()
+    assert not at.exception and view(at).config.model == "mlp" and view(at).config.hidden == [32, 16]
+    assert not at.sidebar.error  # a new run: the old refusals are gone
+
+
+def test_weights_view_of_a_huge_layer_is_a_block_built_from_the_active_connections():
+    """A 10^8-position layer (wide-sparse) is never made full size: the view shows a block, O(K),
+    and says so; the block equals the full matrix's corner."""
+    from deepr_engine.run.views import LayerView
+    rng = np.random.default_rng(0)
+    n_out, n_in, k = 10_000, 10_000, 100_000
+    pos = np.sort(rng.choice(n_out * n_in, k, replace=False))
+    pos[:50] = np.arange(50) * n_in + np.arange(50)  # some inside the corner block
+    pos = np.unique(pos)
+    wts = rng.normal(size=pos.size).astype(np.float32)
+    layer = LayerView(0, (n_out, n_in), pos.size, n_out * n_in, pos, wts, np.abs(wts),
+                      *(np.zeros(0, np.int64),) * 3)
+    t0 = time.perf_counter()
+    fig, note = figures.weights_figure(layer, "big")
+    took = time.perf_counter() - t0
+    z = np.asarray(fig.data[0].z)
+    assert z.shape == (figures.BLOCK, figures.BLOCK) and "100,000,000 positions" in note
+    r, c = np.divmod(pos, n_in)
+    inside = (r < figures.BLOCK) & (c < figures.BLOCK)
+    expect = np.zeros_like(z)
+    expect[r[inside], c[inside]] = wts[inside]
+    assert np.array_equal(z, expect) and np.count_nonzero(z) == inside.sum() >= 50
+    assert len(fig.to_json()) < 3e6 and took < 5.0  # MBs, not the 533 MB of the whole layer
+    small = LayerView(0, (20, 30), 3, 600, np.array([0, 31, 599]), np.array([1., -2., 3.]),
+                      np.array([1., 2., 3.]), *(np.zeros(0, np.int64),) * 3)
+    fig, note = figures.weights_figure(small, "small")
+    assert note == "" and np.array_equal(np.asarray(fig.data[0].z), small.weight())
+    assert np.array_equal(figures.fan_out_image(small, (5, 6)), small.active_mask().sum(0).reshape(5, 6))
+
+
+def test_every_view_on_wide_sparse_answers_within_seconds(closing):
+    """The Weights view chosen on a small preset stays chosen on wide-sparse (the page blocked
+    for minutes, then 533 MB did not fit a message)."""
+    at = app({"preset": "spiral-demo"})
+    closing(at)
+    at.segmented_control(key="view").set_value("Weights").run()
+    at.selectbox(key=f"preset{state(at).gen}").set_value("wide-sparse").run()
+    assert view(at).config.hidden == [10_000, 10_000]
+    for name in ("Weights", "Posterior", "Transitions", "Decision boundary", "Tracked set"):
+        t0 = time.perf_counter()
+        at.segmented_control(key="view").set_value(name).run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert time.perf_counter() - t0 < 30, name
+    at.segmented_control(key="view").set_value("Weights").run()
+    assert any("100,000,000 positions: showing" in c.value for c in at.caption)
+
+
 # -- the URL parser and the registry ----------------------------------------------------------
 def test_url_round_trip_pure():
     cfg, ui = from_query({"preset": "digits-demo", "conn": "0.1,0.2,0.3", "algo": "soft-deepr"})
@@ -320,7 +405,8 @@ def test_axes_start_at_zero_and_the_posterior_is_readable():
     fig = figures.posterior_figure(v, v.hyperparams["alpha"], v.hyperparams["temperature"], None)
     lo, hi = fig.layout.yaxis.range
     assert hi - lo < 4  # three decades under the highest bar, not down to 1e-25
-    w = figures.weights_figure(v.layers[0], "w")
+    w, note = figures.weights_figure(v.layers[0], "w")
+    assert note == ""  # a small layer is drawn whole
     assert w.data[0].colorscale and not w.data[0].reversescale  # RdBu: positive blue as in the graph
 
 

@@ -190,23 +190,51 @@ def posterior_figure(view: RunView, alpha: float, temperature: float,
     return fig
 
 
-def weights_figure(layer: LayerView, title: str) -> go.Figure:
+# Views that draw every position of a layer do so up to this many positions (a 4096x4096
+# heatmap is 16.8M numbers, about 130 MB of JSON for the browser); larger layers show a block.
+FULL_VIEW_POSITIONS = 250_000
+BLOCK = 256  # rows and columns of the block a larger layer shows
+
+
+def weight_block(layer: LayerView, rows: int, cols: int) -> np.ndarray:
+    """The effective weights of the first `rows` outputs x `cols` inputs (dormant 0), built
+    from the active connections only: O(K), whatever the layer's size. Conv kernels count their
+    inputs as in x kh x kw."""
+    n_in = layer.n_positions // layer.shape[0]
+    rows, cols = min(rows, layer.shape[0]), min(cols, n_in)
+    r, c = np.divmod(layer.active_pos, n_in)
+    inside = (r < rows) & (c < cols)
+    block = np.zeros((rows, cols), dtype=layer.active_weight.dtype)
+    block[r[inside], c[inside]] = layer.active_weight[inside]
+    return block
+
+
+def weights_figure(layer: LayerView, title: str) -> tuple[go.Figure, str]:
     """Signed sparse weight matrix (rows: outputs, columns: inputs); dormant exactly 0;
-    blue positive, red negative."""
-    w = layer.weight().reshape(layer.shape[0], -1)
-    top = float(np.abs(w).max()) or 1.0
+    blue positive, red negative. A layer of more than FULL_VIEW_POSITIONS positions shows its
+    first BLOCK x BLOCK block; the caption says so ("" for a whole layer)."""
+    n_in = layer.n_positions // layer.shape[0]
+    if layer.n_positions <= FULL_VIEW_POSITIONS:
+        w, note = weight_block(layer, layer.shape[0], n_in), ""
+    else:
+        w = weight_block(layer, BLOCK, BLOCK)
+        note = (f"{layer.n_positions:,} positions: showing outputs 0-{w.shape[0] - 1} x inputs "
+                f"0-{w.shape[1] - 1} ({int(np.count_nonzero(w)):,} of the layer's {layer.k:,} "
+                "active connections)")
+    top = float(np.abs(w).max()) if w.size else 0.0
+    top = top or 1.0
     fig = _fig(height=260, title=dict(text=title, font=dict(size=12)), uirevision=title)
     fig.add_trace(go.Heatmap(z=w, zmin=-top, zmax=top, colorscale=SIGN_SCALE,
                              hovertemplate="out %{y}, in %{x}: %{z:.3g}<extra></extra>"))
     fig.update_yaxes(autorange="reversed")
-    return fig
+    return fig, note
 
 
 def fan_in_images(layer: LayerView, image_shape: tuple[int, int], max_units: int = 64) -> np.ndarray:
     """The first layer's hidden units' incoming weights as images, tiled into one grid image
-    (values in [0, 1]: 0.5 is zero weight)."""
+    (values in [0, 1]: 0.5 is zero weight). O(K): only the first max_units rows are built."""
     h, w = image_shape
-    wts = layer.weight().reshape(layer.shape[0], h, w)[:max_units]
+    wts = weight_block(layer, max_units, h * w).reshape(-1, h, w)
     n = len(wts)
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -219,8 +247,9 @@ def fan_in_images(layer: LayerView, image_shape: tuple[int, int], max_units: int
 
 
 def fan_out_image(layer: LayerView, image_shape: tuple[int, int]) -> np.ndarray:
-    """Active outgoing connections per input pixel."""
-    return layer.active_mask().reshape(layer.shape[0], -1).sum(0).reshape(image_shape)
+    """Active outgoing connections per input pixel (O(K))."""
+    n_in = layer.n_positions // layer.shape[0]
+    return np.bincount(layer.active_pos % n_in, minlength=n_in).reshape(image_shape)
 
 
 def image_figure(img: np.ndarray, title: str, colorscale=SIGN_SCALE, zmid=None) -> go.Figure:

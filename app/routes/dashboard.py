@@ -4,8 +4,8 @@ the user changed. Controls come from the algorithm registry (widgets.py)."""
 from __future__ import annotations
 
 import time
+from functools import partial
 
-import numpy as np
 import streamlit as st
 
 from deepr_engine.run import registry
@@ -14,7 +14,7 @@ from deepr_engine.run.data import DATASETS
 from deepr_engine.run.views import RunView
 
 from .. import widgets as w
-from ..charts import figures
+from . import run_views
 from ..components import feed as live_feed
 from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
@@ -23,43 +23,68 @@ from ..urlstate import UISettings, to_query
 SLOW_TICK = 3.0      # s between heavy-view refreshes while playing
 STATUS_TICK = 1.0    # s between counter refreshes while playing (the live views feed themselves)
 HEARTBEAT = 5.0      # s between "tab still open" pings while paused (the run parks after 30 s)
-VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
 SETUP_FIELDS = ("dataset", "hidden", "model", "algorithm", "seed")
 
 
+def field_errors() -> dict[str, str]:
+    """Setup field -> why its last value was refused (shown beside the field until a new run)."""
+    return st.session_state.setdefault("setup_field_errors", {})
+
+
 # -- callbacks: they change the run and the page state; the page then draws ----------------------
-def on_preset() -> None:
+# Every callback gets the generation its widget was drawn for: several widgets can change in one
+# rerun (type into a field, then click a control), and a callback that ran before this one may
+# have started a new run (a new generation) already. Each reads its own widget's key; changes of
+# the setup build on the run that is current now, so both of the user's changes apply.
+def on_preset(gen: int) -> None:
     s = dashboard()
-    key = f"preset{s.gen}"
+    key = f"preset{gen}"
     name = st.session_state[key]
     if name is None:
         return
     ui = UISettings(name, s.ui.steps_per_frame, s.ui.max_steps_per_second)
-    if not s.start(preset(name), ui):  # the selector goes back to the run that is running
-        running = w.preset_index(s.ui.preset, s.frame.config) is not None
+    if s.start(preset(name), ui):
+        field_errors().clear()
+    else:  # the selector goes back to the run that is running
+        field_errors()["preset"] = s.setup_error
+        s.setup_error = ""
+        running = w.preset_index(s.ui.preset, s.run.config) is not None
         st.session_state[key] = s.ui.preset if running else None
 
 
-def on_setup(field: str) -> None:
+def setup_change(cfg, field: str, value):
+    """The config of a new run: `cfg` with `field` set to the widget's `value` (a hidden-size
+    text parsed; one connectivity for all layers when the layer count changes)."""
+    if value is None:
+        raise ValueError("choose one")
+    if field == "hidden":
+        try:
+            value = [int(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"comma-separated whole numbers, e.g. 32,16; got {value!r}") from None
+    changes = {field: int(value) if field == "seed" else value}
+    n_layers = type(cfg)(**(cfg.to_dict() | changes)).n_rewired_layers
+    if len(cfg.connectivity) not in (1, n_layers):  # a new layer count: one value for all
+        changes["connectivity"] = [cfg.connectivity[0]]
+    return cfg.replace(**changes)
+
+
+def on_setup(gen: int, field: str) -> None:
     """Data set, hidden sizes, model kind, method or seed changed: a new run with the current
-    settings and that change."""
+    run's setup and that change. A bad value keeps the run and says why beside its field."""
     s = dashboard()
-    key, cfg = f"{field}{s.gen}", s.frame.config
-    value = st.session_state[key]
+    key, cfg = f"{field}{gen}", s.run.config
     new_cfg = None
     try:
-        if value is None:
-            raise ValueError("choose one")
-        if field == "hidden":
-            value = [int(v) for v in str(value).split(",") if v.strip()]
-        changes = {field: int(value) if field == "seed" else value}
-        n_layers = type(cfg)(**(cfg.to_dict() | changes)).n_rewired_layers
-        if len(cfg.connectivity) not in (1, n_layers):  # a new layer count: one value for all
-            changes["connectivity"] = [cfg.connectivity[0]]
-        new_cfg = cfg.replace(**changes)
+        new_cfg = setup_change(cfg, field, st.session_state[key])
     except ValueError as exc:
-        s.setup_error = f"{field}: {exc}"
-    if new_cfg is None or not s.start(new_cfg):
+        s.setup_error = str(exc)
+    if new_cfg is not None and s.start(new_cfg):
+        field_errors().clear()
+        return
+    field_errors()[field] = s.setup_error
+    s.setup_error = ""
+    if gen == s.gen:  # the widget shows the running setup again
         st.session_state[key] = (",".join(map(str, cfg.hidden)) if field == "hidden"
                                  else getattr(cfg, field))
 
@@ -72,15 +97,17 @@ def on_live(field: str, key: str) -> None:
     _send(s, **{field: value})
 
 
-def on_conn(_: int) -> None:
+def on_conn(gen: int, _: int) -> None:
     s = dashboard()
-    conn = [st.session_state[f"conn{i}_{s.gen}"] for i in range(len(s.frame.layers))]
+    conn, keys = [], st.session_state
+    while f"conn{len(conn)}_{gen}" in keys:  # the sliders drawn for that generation's layers
+        conn.append(keys[f"conn{len(conn)}_{gen}"])
     _send(s, connectivity=conn)
 
 
-def on_k_text() -> None:
+def on_k_text(gen: int) -> None:
     s = dashboard()
-    text = st.session_state[f"ktext{s.gen}"].strip()
+    text = st.session_state[f"ktext{gen}"].strip()
     if not text:
         return
     try:
@@ -88,8 +115,8 @@ def on_k_text() -> None:
     except ValueError:
         s.live_error = f"K: comma-separated whole numbers, one per layer; got {text!r}"
         return
-    if _send(s, k=ks):
-        w.set_conn_sliders(ks, s.frame, s.gen)
+    if _send(s, k=ks) and gen == s.gen and s.frame is not None:
+        w.set_conn_sliders(ks, s.frame, gen)
 
 
 def _send(s: DashboardState, **changes) -> bool:
@@ -102,16 +129,16 @@ def _send(s: DashboardState, **changes) -> bool:
     return True
 
 
-def on_speed() -> None:
+def on_speed(gen: int) -> None:
     s = dashboard()
-    s.ui.steps_per_frame = int(st.session_state[f"spf{s.gen}"])
-    s.ui.max_steps_per_second = w.SPEEDS[st.session_state[f"speed{s.gen}"]]
+    s.ui.steps_per_frame = int(st.session_state[f"spf{gen}"])
+    s.ui.max_steps_per_second = w.SPEEDS[st.session_state[f"speed{gen}"]]
     s.run.set_speed(s.ui.steps_per_frame, s.ui.max_steps_per_second)
 
 
-def on_upload() -> None:
+def on_upload(gen: int) -> None:
     s = dashboard()
-    up = st.session_state.get(f"upload{s.gen}")
+    up = st.session_state.get(f"upload{gen}")
     if up is not None:
         s.load(up.getvalue())
 
@@ -139,44 +166,40 @@ def on_resume() -> None:
     dashboard().run.resume()
 
 
-def on_track_sample() -> None:
-    dashboard().run.track_default(int(st.session_state["track_n"]))
-
-
-def on_track() -> None:
-    s = dashboard()
-    text = st.session_state.get("track_text", "")
-    try:
-        pairs = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item.strip()]
-        if not pairs or any(len(p) != 2 for p in pairs):
-            raise ValueError("each entry must be layer:position, e.g. 0:12")
-        s.run.track([p[0] for p in pairs], [p[1] for p in pairs])
-        s.live_error = ""
-    except ValueError as exc:
-        s.live_error = f"Tracked set: {exc}"
-
-
 # -- sidebar ------------------------------------------------------------------------------------
 def setup_controls(s: DashboardState, view: RunView) -> None:
-    """Preset, data set, architecture, method, seed: a change starts a new run."""
+    """Preset, data set, architecture, method, seed: a change starts a new run; a refused value
+    is said beside its field."""
     sb, cfg, g = st.sidebar, view.config, s.gen
+    errors = field_errors()
     sb.header("Setup")
     idx = w.preset_index(s.ui.preset, cfg)
     sb.selectbox("Preset", list(PRESETS), key=w.init(f"preset{g}", None if idx is None else s.ui.preset),
-                 on_change=on_preset, placeholder="custom setup (see below)",
+                 on_change=on_preset, args=(g,), placeholder="custom setup (see below)",
                  help="A preset is a whole setup: data, network, method, seed and hyperparameters.")
+    setup_error(sb, errors, "preset")
     sb.selectbox("Data set", DATASETS, key=w.init(f"dataset{g}", cfg.dataset),
-                 on_change=on_setup, args=("dataset",))
+                 on_change=on_setup, args=(g, "dataset"))
+    setup_error(sb, errors, "dataset")
     sb.text_input("Hidden layer sizes", key=w.init(f"hidden{g}", ",".join(map(str, cfg.hidden))),
-                  on_change=on_setup, args=("hidden",), help="comma-separated, e.g. 32,16")
+                  on_change=on_setup, args=(g, "hidden"), help="comma-separated, e.g. 32,16")
+    setup_error(sb, errors, "hidden")
     sb.segmented_control("Model", MODEL_KINDS, key=w.init(f"model{g}", cfg.model), on_change=on_setup,
-                         args=("model",), help="mlp: fully connected; conv: two rewired conv layers "
-                                               "before the fully connected ones (image data)")
+                         args=(g, "model"), help="mlp: fully connected; conv: two rewired conv layers "
+                                                 "before the fully connected ones (image data)")
+    setup_error(sb, errors, "model")
     sb.selectbox("Algorithm", registry.names(), key=w.init(f"algorithm{g}", cfg.algorithm),
-                 format_func=registry.label, on_change=on_setup, args=("algorithm",),
+                 format_func=registry.label, on_change=on_setup, args=(g, "algorithm"),
                  help="Deep R and soft-Deep R; the others are the methods they are compared with")
+    setup_error(sb, errors, "algorithm")
     sb.number_input("Seed", 0, 2**31 - 1, key=w.init(f"seed{g}", cfg.seed), on_change=on_setup,
-                    args=("seed",))
+                    args=(g, "seed"))
+    setup_error(sb, errors, "seed")
+
+
+def setup_error(where, errors: dict[str, str], field: str) -> None:
+    if errors.get(field):
+        where.error(f"{field}: {errors[field]} (the run is kept)", icon=":material/error:")
 
 
 def live_controls(s: DashboardState, view: RunView) -> None:
@@ -189,14 +212,14 @@ def live_controls(s: DashboardState, view: RunView) -> None:
             value = view.config.theta_min
         key = f"{field}{g}"
         w.control(sb, field, value, key, on_live, (field, key), start=getattr(s.run.info.config, field))
-    w.k_controls(sb, view, g, on_conn, on_k_text)
+    w.k_controls(sb, view, g, partial(on_conn, g), partial(on_k_text, g))
     if s.live_error:
         sb.error(s.live_error)
-    sb.slider("Steps per frame", 1, 500, key=w.init(f"spf{g}", s.ui.steps_per_frame), on_change=on_speed,
+    sb.slider("Steps per frame", 1, 500, key=w.init(f"spf{g}", s.ui.steps_per_frame), on_change=on_speed, args=(g,),
               help=w.SPF_HELP)
     label = next((k for k, v in w.SPEEDS.items() if v == s.ui.max_steps_per_second), "unlimited")
     sb.selectbox("Speed limit", list(w.SPEEDS), key=w.init(f"speed{g}", label),
-                 on_change=on_speed, help=w.SPEED_HELP)
+                 on_change=on_speed, args=(g,), help=w.SPEED_HELP)
 
 
 def file_controls(s: DashboardState, view: RunView) -> None:
@@ -208,6 +231,7 @@ def file_controls(s: DashboardState, view: RunView) -> None:
                        on_click="ignore", key="dl_csv", help="step, series, value, previous; "
                        "hyperparameter changes as change:<field> rows")
     sb.file_uploader("Load checkpoint", type=["safetensors"], key=f"upload{s.gen}", on_change=on_upload,
+                     args=(s.gen,),
                      help="Continues the uploaded run with its own setup (safetensors; nothing is unpickled)")
     if s.upload_error:
         sb.error(s.upload_error)
@@ -333,78 +357,6 @@ def live_views() -> None:
     s.frame_ms = (time.perf_counter() - t0) * 1e3  # shown by the next frame (developer info)
 
 
-def slow_views() -> None:
-    """Heavier views, refreshed every SLOW_TICK while playing, from the latest frame (they fetch
-    no frame of their own: the graph keeps every event)."""
-    s = dashboard()
-    view, info = s.frame, s.run.info
-    choice = st.session_state.get("view") or VIEWS[0]
-    tel = view.telemetry
-    if choice == "Transitions":
-        a, b = st.columns(2)
-        a.plotly_chart(figures.transitions_figure(tel), key="trans_chart")
-        b.plotly_chart(figures.raster_figure(tel), key="raster_chart")
-        a.plotly_chart(figures.lifetime_figure(tel), key="life_chart")
-        b.plotly_chart(figures.ever_active_figure(tel), key="ever_chart")
-    elif choice == "Posterior":
-        snap = s.snapshot()
-        hp = snap.hyperparams
-        if "temperature" not in hp:
-            st.info(f"{registry.label(snap.config.algorithm)} has no temperature: the posterior "
-                    "view is for Deep R and soft-Deep R.")
-            return
-        st.plotly_chart(figures.posterior_figure(snap, hp["alpha"], hp["temperature"], hp.get("theta_min")),
-                        key="post_chart")
-        st.caption("Theory (docs/algorithms.md): density of θ with zero gradient — exponential with "
-                   "mean T/α on active θ; for soft-Deep R flat on [θ_min, 0).")
-    elif choice == "Weights":
-        snap = s.snapshot()
-        cols = st.columns(min(3, len(snap.layers)))
-        for i, layer in enumerate(snap.layers):
-            cols[i % len(cols)].plotly_chart(figures.weights_figure(layer, f"Layer {i} weights {layer.shape}"),
-                                             key=f"w_chart{i}")
-        st.caption("Blue: positive, red: negative (as in the graph); dormant connections are 0.")
-        if info.image_shape and snap.config.model == "mlp":
-            a, b = st.columns(2)
-            a.plotly_chart(figures.image_figure(figures.fan_in_images(snap.layers[0], info.image_shape),
-                                                "Fan-in masks of hidden units", zmid=0.5), key="fanin_chart")
-            b.plotly_chart(figures.image_figure(figures.fan_out_image(snap.layers[0], info.image_shape),
-                                                "Active outgoing connections per pixel", colorscale="Viridis"),
-                           key="fanout_chart")
-    elif choice == "Decision boundary":
-        if info.is_2d:
-            xs = np.linspace(-2.5, 2.5, 80)
-            x, y = info.points
-            st.plotly_chart(figures.boundary_figure(xs, xs, s.run.predict_grid(xs, xs), x, y),
-                            key="boundary_chart")
-        else:
-            st.info("The decision boundary is drawn for 2-D data sets (spiral, moons, circles, xor, blobs).")
-    elif choice == "Tracked set":
-        tracked_controls(view)
-    else:
-        change_log(view)
-
-
-def tracked_controls(view: RunView) -> None:
-    tel = view.telemetry
-    st.write(f"Tracking {len(tel.tracked_pos)} connections: "
-             + ", ".join(f"L{l}:{p}" for l, p in zip(tel.tracked_layer, tel.tracked_pos)))
-    c1, c2 = st.columns(2)
-    c1.number_input("Sample size", 2, 200, max(2, len(tel.tracked_pos)), key="track_n")
-    c1.button("Re-sample tracked connections", key="track_sample", on_click=on_track_sample)
-    c2.text_input("Track these (layer:position, comma-separated)", key="track_text", placeholder="0:12, 1:40")
-    c2.button("Track", key="track_apply", on_click=on_track)
-
-
-def change_log(view: RunView) -> None:
-    from ..charts import changes
-    rows = [{"step": c[0], "change": changes.label(c), "field": c[1]} for c in view.telemetry.changes]
-    if rows:
-        st.dataframe(rows, hide_index=True, width="stretch")
-    else:
-        st.caption("No hyperparameter change yet (moves of the live controls are listed here).")
-
-
 # -- the page -----------------------------------------------------------------------------------
 def sync_url(s: DashboardState, view: RunView) -> None:
     """The setup in the URL. Written by every run of the page and its fragments: an update
@@ -453,7 +405,7 @@ def render() -> None:
         feed_views(s, view)
     else:
         st.fragment(run_every=live_graph.run_every("graph", view.playing))(live_views)()
-    st.segmented_control("View", VIEWS, default=VIEWS[0], key="view")
-    st.fragment(run_every=SLOW_TICK if view.playing else None)(slow_views)()
+    st.segmented_control("View", run_views.VIEWS, default=run_views.VIEWS[0], key="view")
+    st.fragment(run_every=SLOW_TICK if view.playing else None)(run_views.slow_views)()
     if not view.playing:
         st.fragment(run_every=HEARTBEAT)(keepalive)()
