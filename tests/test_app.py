@@ -386,7 +386,7 @@ def test_change_markers_cover_the_whole_run_with_readable_labels():
         s.set_hyperparams(temperature=1e-6 * (i + 2))
     tel = s.snapshot().telemetry
     assert len(tel.changes) == 30
-    fig = figures.accuracy_figure(tel)
+    fig = figures.transitions_figure(tel)
     assert len([x for x in fig.layout.shapes if x.type == "line"]) == 30
     assert changes.label(tel.changes[0]) == "T 1e-05 → 2e-06" or "→" in changes.label(tel.changes[0])
     assert changes.label((0, "temperature", 1e-6, 1e-5)) == "T 1e-06 → 1e-05"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from deepr_engine.run.telemetry import lifetime_bin_edges
 from deepr_engine.run.views import LayerView, RunView, TelemetryView
@@ -45,67 +44,6 @@ def add_changes(fig: go.Figure, changes, x_max: float, plot_px: int = 600, rows:
 def _x_max(tel: TelemetryView) -> float:
     steps = tel.series["loss"].steps
     return float(steps[-1]) if len(steps) else 1.0
-
-
-def accuracy_figure(tel: TelemetryView) -> go.Figure:
-    """Train (per-step, averaged when down-sampled) and test accuracy and loss, with a marker
-    and label at each hyperparameter change."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for name, color, dash, sec in (("train_acc", "#1f77b4", "solid", False),
-                                   ("test_acc", "#ff7f0e", "solid", False),
-                                   ("loss", "#1f77b4", "dot", True), ("test_loss", "#ff7f0e", "dot", True)):
-        steps, vals = tel.series[name].arrays()
-        fig.add_trace(go.Scatter(x=steps, y=vals, name=name.replace("_", " "), mode="lines",
-                                 line=dict(color=color, dash=dash)), secondary_y=sec)
-    add_changes(fig, tel.changes, _x_max(tel))
-    fig.update_layout(**(_BASE | dict(height=340, uirevision="acc", margin=dict(l=40, r=40, t=50, b=30))))
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], secondary_y=False)
-    fig.update_yaxes(title_text="loss", secondary_y=True, showgrid=False, rangemode="tozero")
-    fig.update_xaxes(title_text="step", rangemode="tozero")
-    return fig
-
-
-def _joined(steps: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Several curves as one trace: concatenated, separated by NaN gaps."""
-    n, m = columns.shape
-    xs = np.full((m, n + 1), np.nan)
-    ys = np.full((m, n + 1), np.nan)
-    xs[:, :n] = steps
-    ys[:, :n] = columns.T
-    return xs.ravel(), ys.ravel()
-
-
-def walks_figure(tel: TelemetryView, selected: list[int] | None = None,
-                 theta_min: list[float] | None = None) -> go.Figure:
-    """theta of the tracked connections over time. Active stretches are drawn solid and
-    coloured by layer; dormant stretches thin and grey (Deep R: flat until revived at 0;
-    soft-Deep R: still walking, down to theta_min). One trace per layer and state keeps
-    the frame cheap to build and send."""
-    steps, walks = tel.tracked_theta.arrays()
-    fig = _fig(height=340, uirevision="walks")
-    if walks.size == 0:
-        return fig
-    cols = np.arange(walks.shape[1]) if selected is None else \
-        np.array([c for c in selected if c < walks.shape[1]], dtype=int)
-    walks = walks[:, cols]
-    layers = tel.tracked_layer[cols]
-    xs, ys = _joined(steps, walks)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#bbb", width=1),
-                             name="dormant", hoverinfo="skip"))
-    for layer in np.unique(layers):
-        sel = layers == layer
-        xs, ys = _joined(steps, np.where(walks[:, sel] >= 0, walks[:, sel], np.nan))
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"layer {layer} (active)",
-                                 line=dict(color=LAYER_COLORS[int(layer) % 8], width=2),
-                                 hovertemplate="step %{x}, θ=%{y:.3g}<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color="#888", width=1))
-    for tm in sorted(set(theta_min or [])):
-        fig.add_hline(y=tm, line=dict(color="#888", dash="dot", width=1),
-                      annotation_text=f"θ_min {tm:.2g}", annotation_font_size=9)
-    add_changes(fig, tel.changes, _x_max(tel))
-    fig.update_xaxes(title_text="step", rangemode="tozero")
-    fig.update_yaxes(title_text="θ")
-    return fig
 
 
 def transitions_figure(tel: TelemetryView) -> go.Figure:
