@@ -1,6 +1,7 @@
 """The dashboard's setup in the URL: parse query parameters into a RunConfig plus UI settings
-(bad values become messages and are ignored), and write them back. Methods come from the
-algorithm registry (any registered name is accepted); `run=<id>` names the tab's run so that a
+(bad values become messages and are ignored), and write them back. The URL keys come from the
+declarations (`registry.declarations()`, each setting's `url_key`), so a method's new
+hyperparameter is in the URL without an edit here. `run=<id>` names the tab's run so that a
 reload finds it again."""
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from dataclasses import dataclass, field
 from deepr_engine.run import registry
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 
-# URL key -> RunConfig field (lists comma-separated)
-CONFIG_KEYS = {"dataset": "dataset", "hidden": "hidden", "algo": "algorithm", "seed": "seed",
-               "lr": "lr", "alpha": "alpha", "T": "temperature", "conn": "connectivity",
-               "batch": "batch_size", "theta_min": "theta_min", "noise": "noise", "act": "activation",
-               "model": "model", "n": "n_samples", "dist": "distribution", "every": "update_every",
-               "zeta": "drop_fraction", "t_end": "t_end", "prune_at": "prune_at",
-               "prune_events": "prune_events", "l1thr": "l1_threshold", "steps": "steps"}
-URL_KEY = {fname: key for key, fname in CONFIG_KEYS.items()}  # RunConfig field -> URL key
+
+def config_keys() -> dict[str, str]:
+    """URL key -> RunConfig setting, for every declared setting that has a URL key."""
+    return {h.url: name for name, h in registry.declarations().items() if h.url}
+
+
+def url_key(name: str) -> str:
+    return registry.declaration(name).url
+
+
 UI_KEYS = {"spf": int, "speed": float}
 
 
@@ -47,10 +50,15 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
     ui.preset = name
     ui.run_id = params.get("run", "")
     cfg = preset(name)
-    for key, fname in CONFIG_KEYS.items():
-        if key not in params:
+    keys = config_keys()
+    conn_key = url_key("connectivity")
+    for key, fname in keys.items():
+        if key not in params or key == conn_key:
             continue
         try:
+            if fname != "algorithm" and registry.foreign(cfg.algorithm, fname) \
+                    and fname not in RunConfig.__dataclass_fields__:
+                raise ValueError(registry.foreign(cfg.algorithm, fname))
             value = _parse(fname, params[key], getattr(cfg, fname))
             changes = {fname: value}
             if fname in ("hidden", "model"):  # a new layer count: keep one connectivity value
@@ -62,6 +70,8 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
             ui.errors.append(f"URL parameter {key}: {exc}")
     if len(cfg.connectivity) not in (1, cfg.n_rewired_layers):
         cfg = cfg.replace(connectivity=[cfg.connectivity[0]])
+    if conn_key in params:   # last: its count must fit the URL's layers
+        cfg = _connectivity(cfg, params[conn_key], conn_key, ui)
     for key, conv in UI_KEYS.items():
         if key in params:
             try:
@@ -79,9 +89,33 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
     return cfg, ui
 
 
+def _connectivity(cfg: RunConfig, text: str, key: str, ui: UISettings) -> RunConfig:
+    """The URL's connectivity; a count that does not fit the URL's layers (hidden sizes changed
+    since it was written) falls back to its first value for every layer, and says so."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+        if not values:
+            raise ValueError(f"needs one or more fractions, got {text!r}")
+    except ValueError as exc:
+        ui.errors.append(f"URL parameter {key}: {exc}")
+        return cfg
+    n = cfg.n_rewired_layers
+    if len(values) not in (1, n):
+        ui.errors.append(f"URL parameter {key}: {len(values)} values for {n} rewired layers "
+                         f"(hidden {','.join(map(str, cfg.hidden))}); using {values[0]:g} for "
+                         f"every layer")
+        values = values[:1]
+    try:
+        return cfg.replace(connectivity=values)
+    except ValueError as exc:
+        ui.errors.append(f"URL parameter {key}: {exc}")
+        return cfg
+
+
 def to_query(cfg: RunConfig, ui: UISettings, **live) -> dict[str, str]:
     """Live values (RunConfig field names: lr, alpha, temperature, connectivity as the K
-    target, batch_size, ...) override the config's starting ones."""
+    target, batch_size, ...) override the config's starting ones. Only the settings of the
+    config's method are written (besides the run-wide ones)."""
     vals = cfg.to_dict()
     unknown = sorted(set(live) - set(vals))
     if unknown:
@@ -90,7 +124,9 @@ def to_query(cfg: RunConfig, ui: UISettings, **live) -> dict[str, str]:
     out = {"preset": ui.preset}
     if ui.run_id:
         out["run"] = ui.run_id
-    for key, fname in CONFIG_KEYS.items():
+    for key, fname in config_keys().items():
+        if registry.foreign(cfg.algorithm, fname) or fname not in vals:
+            continue
         v = vals[fname]
         out[key] = ",".join(_num(x) for x in v) if isinstance(v, list) else _num(v)
     out["spf"] = str(ui.steps_per_frame)
@@ -106,9 +142,17 @@ def _num(v) -> str:
 
 # -- the Compare page: a shared setup plus 2-4 runs, each an algorithm with its own lr and its
 # own hyperparameters (the registry's fields of that method): runs=deepr,set&r1_lr=0.1&r0_T=1e-5
-RUN_FIELDS = ("lr", "alpha", "temperature", "update_every", "drop_fraction", "t_end", "prune_at",
-              "prune_events", "l1_threshold")
-RUN_KEYS = {URL_KEY[f]: f for f in RUN_FIELDS}
+def run_keys() -> dict[str, str]:
+    """URL key -> field for a Compare run's own values: lr and every method's live optimizer
+    hyperparameters (not the run-level ones such as noise_scale or theta_min)."""
+    out = {url_key("lr"): "lr"}
+    for alg in registry.REGISTRY.values():
+        for h in alg.optimizer.HYPER.values():
+            if h.live and h.url:
+                out.setdefault(h.url, h.key)
+    return out
+
+
 DEFAULT_RUNS = ["deepr", "soft-deepr", "set", "rigl"]
 
 
@@ -129,16 +173,19 @@ def compare_from_query(params: dict[str, str]) -> tuple[RunConfig, list[RunSpec]
     specs = []
     for i, name in enumerate(names):
         spec = RunSpec(name)
-        for key, fname in RUN_KEYS.items():
+        for key, fname in run_keys().items():
             text = params.get(f"r{i}_{key}")
             if text is None:
                 continue
             try:
+                why = registry.foreign(name, fname)
+                if why:
+                    raise ValueError(why)
                 current = getattr(base, fname)
                 value = type(current)(float(text)) if isinstance(current, int) else float(text)
                 if isinstance(current, int) and value != float(text):
                     raise ValueError(f"must be a whole number, got {text!r}")
-                base.replace(**{fname: value})  # validates
+                base.replace(algorithm=name, **{fname: value})  # validates
                 spec.overrides[fname] = value
             except (ValueError, TypeError) as exc:
                 ui.errors.append(f"URL parameter r{i}_{key}: {exc}")
@@ -151,7 +198,7 @@ def compare_to_query(base: RunConfig, specs: list[RunSpec], ui: UISettings) -> d
     out.pop("algo", None)
     out["runs"] = ",".join(s.algorithm for s in specs)
     for i, spec in enumerate(specs):
-        for key, fname in RUN_KEYS.items():
+        for key, fname in run_keys().items():
             if fname in spec.overrides:
                 out[f"r{i}_{key}"] = _num(spec.overrides[fname])
     return out

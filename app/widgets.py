@@ -1,5 +1,5 @@
-"""Widgets both pages share: controls built from the algorithm registry (label, range and help
-from `registry.CONTROLS`), K controls, number formatting, live images, the graph drawing call
+"""Widgets both pages share: controls built from the declarations (label, scale, range and help
+of each setting's `Hyper`, `registry.CONTROLS`), K controls, number formatting, live images, the graph drawing call
 and the heartbeat. Drawing only: callbacks are passed in by the pages."""
 from __future__ import annotations
 
@@ -58,23 +58,25 @@ def nearest(values: list[float], v: float) -> float:
     return min(pos, key=lambda x: abs(math.log10(x) - math.log10(v)))
 
 
-@lru_cache(maxsize=32)
 def log_grid(field: str) -> tuple[float, ...]:
-    """The values of a log control: 1, 2, 5 per decade within the control's range, plus 0 where
-    a RunConfig accepts 0 for that field."""
-    c = registry.CONTROLS[field]
-    vals = [m * 10.0 ** e for e in range(math.floor(math.log10(c.low)), math.ceil(math.log10(c.high)) + 1)
+    """The values of a log control: 1, 2, 5 per decade over the declared range (from its
+    `floor` when the range starts at 0), plus 0 where the declaration allows 0."""
+    h = registry.declaration(field)
+    return _log_grid(h.low, h.high, h.low_open, h.floor)
+
+
+@lru_cache(maxsize=64)
+def _log_grid(low, high, low_open, floor) -> tuple[float, ...]:
+    lo = low if low is not None and low > 0 else floor
+    vals = [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(high)) + 1)
             for m in (1, 2, 5)]
-    vals = [float(f"{v:.0e}") for v in vals if c.low * (1 - 1e-9) <= v <= c.high * (1 + 1e-9)]
-    try:
-        RunConfig().replace(**{field: 0.0})
+    vals = [float(f"{v:.0e}") for v in vals if lo * (1 - 1e-9) <= v <= high * (1 + 1e-9)]
+    if low is not None and low <= 0 and not (low == 0 and low_open):
         vals.insert(0, 0.0)
-    except ValueError:
-        pass
     return tuple(vals)
 
 
-# -- controls from the registry -----------------------------------------------------------------
+# -- controls from the declarations -------------------------------------------------------------
 def init(key: str, value) -> str:
     """A widget's starting value goes through session state (set once per key), so that a
     callback may put it back (a setup that failed) without a second default."""
@@ -84,36 +86,42 @@ def init(key: str, value) -> str:
 
 
 def control(where, field: str, value, key: str, on_change: Callable, args: tuple = (),
-            start=None):
-    """One live control for a RunConfig field, as the registry describes it (label, kind,
-    range, help). Its callback runs only when the user moves it. `start`: the run's starting
-    value, added to a log slider's grid so that the slider shows it exactly (0.3 is not on the
-    1-2-5 grid); it stays the same for the run, so the options do not change under the widget."""
-    c = registry.CONTROLS[field]
-    kw = dict(key=key, help=c.help, on_change=on_change, args=args)
-    if c.kind == "log" and c.low > 0:
+            start=None, cfg: RunConfig | None = None):
+    """One live control for a setting, as its declaration describes it (label, scale, range,
+    help). Its callback runs only when the user moves it. `start`: the run's starting value,
+    added to a log slider's grid so that the slider shows it exactly (0.3 is not on the 1-2-5
+    grid); it stays the same for the run, so the options do not change under the widget.
+    `cfg`: the run's config; a setting without effect there (temperature while noise_scale
+    sets the noise) is drawn disabled, its help saying why."""
+    h = registry.declaration(field)
+    why = cfg.idle(field) if cfg is not None else None
+    help_ = h.help + (f" — Disabled: {why}." if why else "")
+    kw = dict(key=key, help=help_, on_change=on_change, args=args, disabled=bool(why))
+    label = h.title
+    if h.scale == "log":
         values = sorted(set(log_grid(field)) | ({float(start)} if start is not None else set()))
         init(key, nearest(values, float(value)))
-        return where.select_slider(c.label, values, format_func=fmt, **kw)
-    if c.kind == "log":  # a negative range (theta_min): typed
-        init(key, float(value))
-        return where.number_input(c.label, min_value=float(c.low), max_value=float(c.high),
-                                  format="%.3g", **kw)
-    if c.kind == "int" and field == "batch_size":
-        values = [b for b in BATCH_VALUES if c.low <= b <= c.high]
+        return where.select_slider(label, values, format_func=fmt, **kw)
+    if h.scale == "int" and field == "batch_size":
+        values = [b for b in BATCH_VALUES if h.low <= b <= h.high]
         init(key, nearest(values, int(value)))
-        return where.select_slider(c.label, values, **kw)
-    if c.kind == "int":
+        return where.select_slider(label, values, **kw)
+    if h.scale == "int":
         init(key, int(value))
-        return where.number_input(c.label, min_value=int(c.low), max_value=int(c.high), step=1, **kw)
-    init(key, float(value))
-    return where.slider(c.label, float(c.low), float(c.high), step=0.005, format="%.3f", **kw)
+        return where.number_input(label, min_value=int(h.low), max_value=int(h.high), step=1, **kw)
+    if h.scale == "fraction":
+        init(key, float(value))
+        return where.slider(label, float(h.low), float(h.high), step=0.005, format="%.3f", **kw)
+    init(key, float(value))   # number: typed
+    return where.number_input(label, min_value=None if h.low is None else float(h.low),
+                              max_value=None if h.high is None else float(h.high),
+                              format="%.3g", **kw)
 
 
 def value_of(field: str, key: str):
     """The value a control holds, as the run wants it (ints for int controls)."""
     v = st.session_state[key]
-    return int(v) if registry.CONTROLS[field].kind == "int" else float(v)
+    return int(v) if registry.declaration(field).scale == "int" else float(v)
 
 
 # -- K ----------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ class Hyper:
                              f"got {self.scale!r}")
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"Hyper {self.name}: low {self.low} > high {self.high}")
+        if self.scale == "log" and (self.low is None or self.low <= 0) and not (self.floor or 0) > 0:
+            raise ValueError(f"Hyper {self.name}: a log scale from {self.low} needs floor > 0 "
+                             f"(the slider's smallest positive value)")
 
     # -- names ----------------------------------------------------------------------------------
     @property

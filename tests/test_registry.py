@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from deepr_engine import DeepR, rewired_layers, validate
+from deepr_engine import DeepR, rewired_layers
+from deepr_engine.hyper import Hyper, declare
 from deepr_engine.optim import SET, MagnitudePruning, RigL, StaticSparse
-from deepr_engine.run import registry
+from deepr_engine.run import checkpoint, registry
 from deepr_engine.run.cli import main as cli_main
 from deepr_engine.run.config import preset
 from deepr_engine.run.session import TrainingSession, live_fields
@@ -14,9 +15,11 @@ from helpers import mlp, train_steps
 
 
 class Damped(StaticSparse):
-    """A toy method: a static mask whose weights shrink by `damping` after every step."""
+    """A toy method: a static mask whose weights shrink by `damping` after every step. Its new
+    hyperparameter is one declaration; the rest of the project derives from it."""
 
-    HYPER = {"damping": lambda v: validate.finite("damping", v, low=0.0, high=1.0)}
+    HYPER = declare(Hyper("damping", 0.5, 0.0, 1.0, "toy: every weight shrinks by this fraction "
+                          "after each step", scale="fraction", label="Damping"))
 
     def __init__(self, model, lr, *, damping=0.5, **kw):
         super().__init__(model, lr, damping=damping, **kw)
@@ -27,8 +30,8 @@ class Damped(StaticSparse):
 
 @pytest.fixture
 def toy():
-    # one entry: its name, label, optimizer, and which RunConfig field feeds its hyperparameter
-    registry.register(registry.Algorithm("toy", "Toy damping", Damped, {"drop_fraction": "damping"}))
+    # one entry: its name, label and optimizer (which declares its own hyperparameters)
+    registry.register(registry.Algorithm("toy", "Toy damping", Damped))
     yield "toy"
     registry.unregister("toy")
 
@@ -39,23 +42,27 @@ def data(n=64, d=20, classes=10):
 
 
 def test_a_registered_method_runs_through_a_session_and_the_cli(toy, tmp_path):
-    cfg = preset("spiral-demo").replace(algorithm=toy, drop_fraction=0.25, steps=20)
+    cfg = preset("spiral-demo").replace(algorithm=toy, damping=0.25, steps=20)
+    assert cfg.damping == 0.25 and cfg.to_dict()["damping"] == 0.25
     s = TrainingSession(cfg)
     assert isinstance(s.optimizer, Damped) and s.optimizer.hyper("damping") == 0.25
     w0 = [l.weight.detach().abs().sum().item() for l in s.layers]
     assert s.step(20) == 20
-    assert "drop_fraction" in live_fields(toy) and "temperature" not in live_fields(toy)
-    s.set_hyperparams(drop_fraction=0.9)
-    assert s.optimizer.hyper("damping") == 0.9 and s.hyperparams()["drop_fraction"] == 0.9
-    assert s.telemetry.changes[-1][1:] == ("drop_fraction", 0.25, 0.9)
+    assert "damping" in live_fields(toy) and "temperature" not in live_fields(toy)
+    s.set_hyperparams(damping=0.9)
+    assert s.optimizer.hyper("damping") == 0.9 and s.hyperparams()["damping"] == 0.9
+    assert s.telemetry.changes[-1][1:] == ("damping", 0.25, 0.9)
     s.step(5)
     assert all(l.weight.detach().abs().sum().item() < 0.5 * w for l, w in zip(s.layers, w0))
     with pytest.raises(ValueError, match="cannot change.*temperature"):
         s.set_hyperparams(temperature=1e-5)
+    with pytest.raises(ValueError, match="damping must be in \\[0, 1\\], got 2"):
+        s.set_hyperparams(damping=2.0)
     out = tmp_path / "run"
-    assert cli_main(["train", "--preset", "spiral-demo", "--algorithm", toy, "--steps", "10",
-                     "--quiet", "--out", str(out)]) == 0
-    assert (out / "checkpoint.safetensors").exists()
+    assert cli_main(["train", "--preset", "spiral-demo", "--algorithm", toy, "--damping", "0.75",
+                     "--steps", "10", "--quiet", "--out", str(out)]) == 0
+    back = checkpoint.load(out / "checkpoint.safetensors")   # the extra setting survives a checkpoint
+    assert back.config.damping == 0.75 and back.optimizer.hyper("damping") == 0.75
 
 
 def test_an_unknown_method_is_refused_with_the_registered_names():

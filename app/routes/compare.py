@@ -18,7 +18,7 @@ from ..charts import figures
 from ..components import live_graph
 from ..charts.palette import RUN_COLORS
 from ..state import CompareState, compare
-from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query
+from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config, run_keys
 
 TICK = 1.0             # s between frames while playing (2-4 runs, plotly curves: a steadier page)
 HEARTBEAT = 5.0
@@ -151,13 +151,20 @@ def setup_controls(s: CompareState) -> None:
         sb.selectbox(f"Run {i + 1}", names, format_func=registry.label,
                      key=w.init(f"c_algo{i}_{g}", spec.algorithm), on_change=on_algo, args=(i,))
         with sb.expander(f"Run {i + 1}: {registry.label(spec.algorithm)} settings"):
+            own = set(run_keys().values())   # lr and the method's optimizer hyperparameters
+            try:
+                cfg = run_config(base, spec)
+            except ValueError:
+                cfg = None
             for field in registry.get(spec.algorithm).controls:
-                if field in ("batch_size", "theta_min"):
-                    continue  # shared batch; theta_min follows the rule of thumb here
+                if field not in own:
+                    continue  # shared batch; theta_min and noise_scale follow the shared setup
                 value = spec.overrides.get(field, getattr(base, field))
-                if field in ("t_end", "prune_at") and value == 0:
-                    value = base.steps * 3 // 4 if field == "t_end" else base.steps // 2
-                w.control(st, field, value, f"c_{field}{i}_{g}", on_param, (i, field), start=value)
+                zero = registry.declaration(field).zero
+                if zero and value == 0 and cfg is not None:   # 0: a share of the budget
+                    value = registry.declaration(field).resolve(cfg)
+                w.control(st, field, value, f"c_{field}{i}_{g}", on_param, (i, field), start=value,
+                          cfg=cfg)
 
 
 # -- main area ----------------------------------------------------------------------------------

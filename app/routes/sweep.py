@@ -119,7 +119,7 @@ def load(out: Path):
     rows = engine.read_results(out)
     swept = [c for c in (rows[0] if rows else {}) if c not in engine.RESULT_COLUMNS]
     df = pd.DataFrame(rows)
-    for c in ["val_acc", "test_acc", "connectivity", "turnover", "seconds", "seed", *swept]:
+    for c in ["val_acc", "val_loss", "test_acc", "connectivity", "turnover", "seconds", "seed", *swept]:
         if c in df:
             num = pd.to_numeric(df[c], errors="coerce")
             if num.notna().all():
@@ -127,6 +127,20 @@ def load(out: Path):
     configs = engine._read_json(out / "trials.json")
     meta = engine._read_json(out / "sweep.json")
     return df, swept, configs, meta
+
+
+def sort_trials(df):
+    """Best first: validation accuracy down, then validation loss up, then trial order (the
+    rule sweep.best_row states)."""
+    import pandas as pd
+    if "val_acc" not in df:
+        return df
+    keys = pd.DataFrame({"acc": -pd.to_numeric(df["val_acc"], errors="coerce"),
+                         "loss": pd.to_numeric(df.get("val_loss", pd.Series(index=df.index, dtype=float)),
+                                               errors="coerce"),
+                         "order": range(len(df))}, index=df.index)
+    order = keys.sort_values(["acc", "loss", "order"], na_position="last").index
+    return df.loc[order]
 
 
 def dashboard_url(config: dict, preset_name: str) -> str:
@@ -210,11 +224,13 @@ def controls() -> None:
                        help="weak trials stop after a fraction of their steps (status 'stopped')")
     address = sb.text_input("Ray cluster address", "", key="sw_address",
                             help="empty: a local Ray on this machine's cores; or e.g. ray://head:10001")
-    fields = [f for f in engine._field_types() if f != "seed"]
+    fields = list(engine.sweep_fields())   # every declared setting but seed
     st.subheader("Search space")
     st.caption("grid: comma-separated values (list fields: '/' inside a value, e.g. 64/32); "
                "log / uniform: LOW:HIGH. Every trial holds out 20% of the training data; "
-               "trials are compared on that validation split, test accuracy is shown beside it.")
+               "trials are compared on that validation split (ties: lower validation loss, then "
+               "the earlier trial), test accuracy is shown beside it. A field without effect in "
+               "the setup (another method's setting; temperature while noise_scale > 0) is refused.")
     space = st.data_editor(DEFAULT_SPACE, num_rows="dynamic", key="sw_space", width="stretch",
                            column_config={
                                "field": st.column_config.SelectboxColumn("field", options=fields, required=True),
@@ -256,9 +272,13 @@ def results_view(out: Path, running: bool) -> None:
     if df.empty:
         st.info("No finished trial yet." if running else "This folder has no results.csv yet.")
         return
+    best, warnings = engine.summary(engine.read_results(out), meta.get("ranges", {}))
+    for msg in warnings:
+        st.warning(f"{msg} (best trial on validation: seed {best['seed']})")
     shown = df.drop(columns=[c for c in ("key", "note") if c in df])
-    shown = shown.sort_values("val_acc", ascending=False, na_position="last") if "val_acc" in shown else shown
-    st.markdown("**Trials** (best validation accuracy first; select a row to open it on the Dashboard)")
+    shown = sort_trials(shown)
+    st.markdown("**Trials** (best validation accuracy first, ties by lower validation loss, then "
+                "trial order; select a row to open it on the Dashboard)")
     numbers = {c: st.column_config.NumberColumn(c, format="%.4g") for c in shown.columns
                if c not in ("seed", "steps_done", "dead_outputs") and shown[c].dtype.kind == "f"}
     event = st.dataframe(shown, width="stretch", hide_index=True, on_select="rerun",

@@ -1,7 +1,9 @@
 """Command line: python -m deepr_engine train --preset digits-demo [--FIELD VALUE ...]
 and python -m deepr_engine sweep --preset digits-demo --grid alpha=1e-5,1e-4 --seeds 2 --out DIR
 
-Every RunConfig field is a flag (lists comma-separated, booleans true/false). train writes a
+Every declared setting (RunConfig fields, registry.declarations()) is a flag (lists
+comma-separated, booleans true/false); a flag that has no effect under the resulting config (a
+method's setting on another method, temperature while noise_scale sets the noise) is refused. train writes a
 run folder with checkpoint.safetensors and metrics.csv and prints the final test accuracy;
 sweep writes DIR/results.csv (deepr_engine.run.sweep). Bad flags or values: one line naming
 the field and what is allowed, exit code 2.
@@ -9,7 +11,6 @@ the field and what is allowed, exit code 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 import threading
@@ -17,15 +18,17 @@ import time
 import typing
 from pathlib import Path
 
-from . import checkpoint
-from .config import PRESETS, RunConfig, preset
+from . import checkpoint, registry
+from .config import PRESETS, preset
 
 RUN_FILES = ("checkpoint.safetensors", "metrics.csv")
 
 
 def _field_help(name: str) -> str:
-    allowed = RunConfig.allowed(name)  # meaning and range live with the field (config.py)
-    return f"{allowed.help}; allowed: {allowed.describe()} (default from the preset)".replace("%", "%%")
+    h = registry.declaration(name)  # meaning and range live with the declaration (hyper.Hyper)
+    own = registry.owners(name)
+    who = f" [{', '.join(a.name for a in own)} only]" if own else ""
+    return f"{h.help}{who}; allowed: {h.describe()} (default from the preset)".replace("%", "%%")
 
 
 class UsageError(Exception):
@@ -76,10 +79,22 @@ def _threads(text):
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(RunConfig)
-    for f in dataclasses.fields(RunConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_converter(f.name, hints[f.name]),
-                       default=None, help=_field_help(f.name))
+    for name, h in registry.declarations().items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_converter(name, h.type),
+                       default=None, help=_field_help(name))
+
+
+def _overrides(args) -> dict:
+    """The config flags given on the command line."""
+    return {k: getattr(args, k) for k in registry.declarations() if getattr(args, k, None) is not None}
+
+
+def _refuse_idle(cfg, overrides: dict) -> None:
+    """A flag that changes nothing under the config is an error, not silently ignored."""
+    for key in overrides:
+        why = cfg.idle(key)
+        if why:
+            raise UsageError(f"--{key.replace('_', '-')}: no effect here: {why}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="run many trials (grid / random search, seeds) on Ray Tune",
                        description="Tune RunConfig fields over many runs on Ray Tune. Each trial "
                                    "holds out --val-fraction (default 0.2) of the training data, "
-                                   "is selected on val_acc and reports test_acc beside it. "
+                                   "is selected on val_acc (ties: lower val_loss, then the earlier "
+                                   "trial) and reports test_acc beside it. "
                                    "Re-running with the same --out skips finished trials.")
     s.add_argument("--preset", default="digits-demo", help=f"base config; one of {', '.join(PRESETS)}")
     s.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
@@ -154,8 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             return _sweep(args, list(sys.argv[1:] if argv is None else argv))
         import torch
         torch.set_num_threads(args.threads)
-        overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-                     if getattr(args, f.name) is not None}
+        overrides = _overrides(args)
         if args.resume:
             src = Path(args.resume)
             ckpt = src / "checkpoint.safetensors" if src.is_dir() else src
@@ -171,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.out) if args.out else Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
             _check_out(out, args.force, None)
             cfg = preset(args.preset).replace(**overrides)
+            _refuse_idle(cfg, overrides)
             from .session import TrainingSession
             session = TrainingSession(cfg)
             steps = cfg.steps
@@ -182,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _sweep(args, argv) -> int:
     from . import sweep
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-                 if getattr(args, f.name) is not None}
+    overrides = _overrides(args)
     grid, rand = {}, {}
     for spec in args.grid:
         name, values = sweep.parse_grid(spec)
@@ -201,6 +216,7 @@ def _sweep(args, argv) -> int:
     if args.asha and args.executor == "tasks":
         raise UsageError("--asha needs --executor tune (or auto)")
     base = preset(args.preset).replace(**overrides)
+    _refuse_idle(base, {k: v for k, v in overrides.items() if k not in grid and k not in rand})
     if "val_fraction" in overrides and overrides["val_fraction"] == 0:
         raise UsageError("--val-fraction must be in (0, 0.5] in a sweep: trials are selected on validation")
     trials = sweep.build_trials(base, grid, rand, samples, args.seeds, args.sample_seed)
@@ -216,7 +232,9 @@ def _sweep(args, argv) -> int:
     try:
         rows = sweep.run_trials(trials, list(grid) + list(rand), out, address=args.address,
                                 asha=args.asha, cpus_per_trial=args.cpus_per_trial,
-                                progress=not args.quiet, meta={"preset": args.preset, "argv": argv},
+                                progress=not args.quiet,
+                                meta={"preset": args.preset, "argv": argv,
+                                      "ranges": sweep.ranges_of(grid, rand)},
                                 executor=None if args.executor == "auto" else args.executor)
     except KeyboardInterrupt:
         print(f"sweep stopped; finished trials are in {out / 'results.csv'} (re-run to continue)",
@@ -225,15 +243,17 @@ def _sweep(args, argv) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
-    ok = [r for r in rows if r.get("status") == "ok"]
     by = {s: sum(r.get("status") == s for r in rows) for s in ("ok", "diverged", "stopped", "error")}
     print(f"{len(rows)} trials ({', '.join(f'{v} {k}' for k, v in by.items() if v)}); "
           f"results in {out / 'results.csv'}")
-    if ok:
-        best = max(ok, key=lambda r: float(r["val_acc"]))
-        setting = " ".join(f"{f}={best[f]}" for f in list(grid) + list(rand))
+    best = rows.best   # highest val_acc; ties: lower val_loss, then the earlier trial
+    if best is not None:
+        setting = " ".join(f"{f}={best[f]}" for f in list(grid) + list(rand) if best.get(f, "") != "")
         print(f"best on validation: {setting or 'base'} seed={best['seed']}: val {float(best['val_acc']):.4f}, "
               f"test {float(best['test_acc']):.4f}")
+        if args.quiet:   # otherwise run_trials printed them with the progress
+            for w in rows.warnings:
+                print(f"warning: {w}")
     return 0
 
 

@@ -1,4 +1,12 @@
-"""RunConfig: everything that defines a training run, validated, with named presets."""
+"""RunConfig: everything that defines a training run, validated, with named presets.
+
+Its fields are generated from the declarations (`registry.declarations()`: the run-wide
+settings and every built-in method's own, each a `deepr_engine.hyper.Hyper`), so a field's
+default, range and help are written once, where the setting is owned. A method registered
+later may own a setting no field holds (the tests' toy method): RunConfig then carries it as an
+extra key, in `to_dict()` / `from_dict()` like a field (`RunConfig(..., damping=0.2)` and
+`cfg.damping` work too), and it becomes the optimizer's constructor argument.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,136 +14,42 @@ import json
 from dataclasses import dataclass, field, fields
 
 from .. import validate
+from ..hyper import Hyper
 from . import registry
-from .data import DATASETS
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
-MODEL_KINDS = ("mlp", "conv")
-
-
-@dataclass(frozen=True)
-class Allowed:
-    """What a field means and which values it takes: a number range (low, high; open ends
-    say so) or choices. validate(), the CLI's help and the app's help all read it."""
-    help: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    choices: tuple | None = None
-    text: object = ""            # for what neither a range nor choices say (or a function giving it)
-
-    def describe(self) -> str:
-        if self.choices is not None:
-            return ", ".join(map(str, self.choices))
-        if self.text:
-            return self.text() if callable(self.text) else self.text
-        lo = "(-inf" if self.low is None else ("(" if self.low_open else "[") + f"{self.low:g}"
-        hi = "inf)" if self.high is None else f"{self.high:g}]"
-        return f"{lo}, {hi}"
-
-    def check(self, name: str, value, is_int: bool) -> None:
-        if self.choices is not None:
-            validate.choice(name, value, self.choices)
-        elif self.low is not None or self.high is not None:
-            if is_int:
-                validate.integer(name, value, low=self.low, high=self.high)
-            else:
-                validate.finite(name, value, low=self.low, high=self.high, low_open=self.low_open)
+ACTIVATIONS = registry.declaration("activation").choices
+MODEL_KINDS = registry.declaration("model").choices
 
 
-def _f(default, help: str, **allowed):
-    meta = {"allowed": Allowed(help, **allowed)}
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass
 class RunConfig:
-    # data
-    dataset: str = _f("digits", "data set", choices=DATASETS)
-    n_samples: int = _f(1000, "examples generated (2-D sets only)", low=20, high=1_000_000)
-    noise: float = _f(0.1, "label noise / spread of the 2-D sets", low=0.0, high=10.0)
-    data_root: str = _f("", "folder with the MNIST / Fashion-MNIST IDX files ('' = $DEEPR_DATA or "
-                        "~/.cache/deepr_studio)", text="a path")
-    download: bool = _f(False, "fetch MNIST / Fashion-MNIST when the files are missing",
-                        text="true or false")
-    val_fraction: float = _f(0.0, "share of the training data held out (seeded) as a validation "
-                             "split; sweeps select on it", low=0.0, high=0.5)
-    # model
-    model: str = _f("mlp", "network kind (conv: two rewired conv layers; image data)",
-                    choices=MODEL_KINDS)
-    hidden: list[int] = _f(lambda: [64, 32], "hidden layer sizes, comma-separated",
-                           text="up to 8 sizes, each 1-4096 (up to 1000000 with compute sparse)")
-    activation: str = _f("relu", "hidden unit nonlinearity", choices=ACTIVATIONS)
-    bias: bool = _f(True, "dense (never rewired) biases in every layer", text="true or false")
-    connectivity: list[float] = _f(lambda: [0.15, 0.3, 0.5],
-                                   "fraction of each rewired layer's positions active (K): one "
-                                   "value for all layers or one per layer", text="each in (0, 1]")
-    distribution: str = _f("uniform", "how one connectivity value is spread over the layers",
-                           choices=("uniform", "erk"))
-    compute: str = _f("dense", "how rewired layers compute: full-size dense weights, or K-sized "
-                      "sparse ones (Deep R, MLP only; for very wide layers)",
-                      choices=("dense", "sparse"))
-    # algorithm
-    algorithm: str = _f("deepr", "training method (the algorithm registry)",
-                        text=lambda: ", ".join(registry.names()))
-    lr: float = _f(0.05, "learning rate eta (also scales the L1 pull lr*alpha and the noise "
-                   "sqrt(2 lr T))", low=0.0, high=100.0, low_open=True)
-    lr_decay: float = _f(1.0, "lr multiplied by this after every epoch", low=0.0, high=1.0,
-                         low_open=True)
-    alpha: float = _f(1e-4, "L1 strength: pull lr*alpha per step on every active theta; sets "
-                      "the turnover", low=0.0, high=100.0)
-    temperature: float = _f(1e-6, "T: noise std sqrt(2 lr T) per step on active thetas",
-                            low=0.0, high=100.0)
-    noise_scale: float = _f(0.0, "> 0: T = lr * noise_scale^2 / 2, tracking lr (the reference "
-                            "script's g)", low=0.0, high=100.0)
-    theta_min: float = _f(0.0, "soft-Deep R's floor for theta (0 = rule of thumb from the "
-                          "connectivity)", high=0.0)
-    global_k: bool = _f(False, "one K for the whole network instead of one per layer",
-                        text="true or false")
-    global_revive: str = _f("uniform", "with global_k: revive uniformly over the network, or "
-                            "split revivals in proportion to each layer's initial K",
-                            choices=("uniform", "proportional"))
-    gradient: str = _f("sgd", "gradient term of the update", choices=("sgd", "momentum", "adam"))
-    batch_size: int = _f(32, "examples per step", low=1, high=100_000)
-    # the comparison methods (optim/baselines.py)
-    update_every: int = _f(100, "SET / RigL: steps between mask updates (magnitude: between "
-                           "pruning events)", low=1, high=10**9)
-    drop_fraction: float = _f(0.3, "SET / RigL: fraction of active connections dropped and "
-                              "regrown per update", low=0.0, high=1.0)
-    t_end: int = _f(0, "RigL: last update step (0 = 3/4 of steps)", low=0, high=10**12)
-    prune_at: int = _f(0, "magnitude pruning: first pruning step (0 = half of steps)", low=0,
-                       high=10**12)
-    prune_events: int = _f(1, "magnitude pruning: reach the target in this many events", low=1,
-                           high=1000)
-    l1_threshold: float = _f(0.0, "L1 shrinkage: |w| at or below this is removed for good",
-                             low=0.0)
-    # run
-    seed: int = _f(0, "seed of data split, init, batches and noise (CPU runs are bit-identical)",
-                   low=0, high=2**63 - 1)
-    eval_every: int = _f(100, "steps between test evaluations", low=1, high=10**9)
-    steps: int = _f(2000, "steps to train; with --resume, steps ADDED to the run", low=0,
-                    high=10**9)
-    device: str = _f("auto", "where to train", text="auto, cpu, cuda, cuda:N")
+    """A run's setup. Fields: see `registry.declarations()` (or `--help` of the CLI)."""
 
     def validate(self) -> "RunConfig":
-        """Every field in its allowed range (the field's Allowed), then what ties fields together."""
-        for f in fields(self):
-            allowed = f.metadata["allowed"]
-            allowed.check(f.name, getattr(self, f.name), f.type in ("int", int))
-        registry.get(self.algorithm)  # one of the registered methods
+        """Every setting in its declared range, a method's extra settings only on that method,
+        then what ties fields together."""
+        alg = registry.get(self.algorithm)  # one of the registered methods
+        decl = registry.declarations()
+        extra = self.__dict__.get("_extra", {})
+        for key in extra:
+            if key not in alg.keys:
+                raise ValueError(registry.idle(self, key) or f"{key} is not a setting of {alg.label}")
+        for key, h in decl.items():
+            if key in _FIELD_NAMES or key in alg.keys:
+                h.check(getattr(self, key), key, config=True)
         if not isinstance(self.hidden, (list, tuple)) or len(self.hidden) > 8:
             raise ValueError(f"hidden must be a list of at most 8 layer sizes, got {self.hidden!r}")
         for i, h in enumerate(self.hidden):
             validate.integer(f"hidden[{i}]", h, low=1,
                              high=1_000_000 if self.compute == "sparse" else 4096)
-        if self.compute == "sparse" and (self.algorithm != "deepr" or self.model != "mlp"
-                                         or self.global_k or self.gradient != "sgd"):
-            raise ValueError("compute 'sparse' works with algorithm deepr, model mlp, global_k "
-                             "off and gradient sgd only (K-sized layers); got algorithm "
-                             f"{self.algorithm!r}, model {self.model!r}, global_k "
-                             f"{self.global_k}, gradient {self.gradient!r}")
+        if self.compute == "sparse":
+            refusal = alg.optimizer.SPARSE_REFUSAL  # the method says whether it runs on K-sized layers
+            if refusal is not None:
+                raise ValueError(f"compute 'sparse' does not work with algorithm {alg.name} "
+                                 f"({alg.label}): {refusal}")
+            if self.model != "mlp" or self.global_k or self.gradient != "sgd":
+                raise ValueError("compute 'sparse' needs model mlp, global_k off and gradient sgd "
+                                 f"(K-sized layers); got model {self.model!r}, global_k "
+                                 f"{self.global_k}, gradient {self.gradient!r}")
         n_layers = self.n_rewired_layers
         if not isinstance(self.connectivity, (list, tuple)) or len(self.connectivity) not in (1, n_layers):
             raise ValueError(f"connectivity must be one fraction or one per rewired layer "
@@ -149,6 +63,11 @@ class RunConfig:
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda[:n], got {self.device!r}")
         return self
+
+    def idle(self, key: str) -> str | None:
+        """Why the setting `key` has no effect in this config (another method's setting,
+        temperature while noise_scale sets the noise, ...), or None."""
+        return registry.idle(self, key)
 
     @property
     def n_rewired_layers(self) -> int:
@@ -171,28 +90,87 @@ class RunConfig:
         lr = self.lr if lr is None else lr
         return lr * self.noise_scale ** 2 / 2 if self.noise_scale > 0 else self.temperature
 
+    # -- extra settings of methods registered later ----------------------------------------------
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        extra = self.__dict__.get("_extra", {})
+        if name in extra:
+            return extra[name]
+        decl = registry.declarations().get(name)
+        if decl is not None and name not in _FIELD_NAMES:
+            return _fresh(decl.default)
+        raise AttributeError(f"RunConfig has no setting {name!r}")
+
+    def __eq__(self, other):
+        return isinstance(other, RunConfig) and self.to_dict() == other.to_dict()
+
+    __hash__ = None
+
     # -- plain data ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field, plus the method's own extra settings (registered methods' ones)."""
+        d = dataclasses.asdict(self)
+        alg = registry.REGISTRY.get(self.algorithm)
+        own = [k for k in (alg.keys if alg else ()) if k not in d]
+        return d | {k: getattr(self, k) for k in own} | dict(self.__dict__.get("_extra", {}))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @staticmethod
-    def allowed(name: str) -> Allowed:
-        """What the field `name` means and takes."""
-        return {f.name: f.metadata["allowed"] for f in fields(RunConfig)}[name]
+    def allowed(name: str) -> Hyper:
+        """The declaration of the setting `name`: its meaning, default and allowed values."""
+        return registry.declaration(name)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
+        known = set(_FIELD_NAMES) | set(registry.declarations())
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(known)}")
         return cls(**d).validate()
 
     def replace(self, **changes) -> "RunConfig":
-        return RunConfig.from_dict(self.to_dict() | changes)
+        d = self.to_dict()
+        if changes.get("algorithm", self.algorithm) != self.algorithm:  # the old method's extras go
+            new = registry.get(changes["algorithm"])
+            d = {k: v for k, v in d.items() if k in _FIELD_NAMES or k in new.keys or k in changes}
+        return RunConfig.from_dict(d | changes)
+
+
+def _fresh(default):
+    return list(default) if isinstance(default, (list, tuple)) else default
+
+
+def _as_field(h: Hyper):
+    meta = {"hyper": h}
+    if isinstance(h.default, (list, tuple)):
+        return field(default_factory=lambda d=tuple(h.default): list(d), metadata=meta)
+    return field(default=h.default, metadata=meta)
+
+
+# the fields: the run-wide settings and the built-in methods' own, as declared now
+_DECLARED = registry.declarations()
+RunConfig.__annotations__ = {k: h.type for k, h in _DECLARED.items()}
+for _k, _h in _DECLARED.items():
+    setattr(RunConfig, _k, _as_field(_h))
+RunConfig = dataclass(RunConfig)
+_FIELD_NAMES = tuple(f.name for f in fields(RunConfig))
+_generated_init = RunConfig.__init__
+
+
+def _init(self, *args, **kw):
+    extra = {k: kw.pop(k) for k in [k for k in kw if k not in _FIELD_NAMES]}
+    _generated_init(self, *args, **kw)
+    declared = registry.declarations()
+    unknown = sorted(set(extra) - set(declared))
+    if unknown:
+        raise TypeError(f"RunConfig got unknown setting(s) {unknown}")
+    self.__dict__["_extra"] = extra
+
+
+RunConfig.__init__ = _init
 
 
 PRESETS: dict[str, RunConfig] = {

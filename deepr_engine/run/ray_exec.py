@@ -1,20 +1,21 @@
-"""Running sweep trials on Ray (sweep.py builds them and keeps results.csv): as plain Ray
-tasks (least overhead per trial), or as Ray Tune trials when ASHA early stopping is asked for.
-Locally Ray starts on this machine's cores without its dashboard; `address` joins a cluster and
-ships this package to it."""
+"""Running sweep trials on Ray: as plain Ray tasks (least overhead per trial), or as Ray Tune
+trials when ASHA early stopping is asked for. Locally Ray starts on this machine's cores without
+its dashboard; `address` joins a cluster and ships this package to it.
+
+This module knows trials only as (key, config dict) pairs and hands each result to a `sink`;
+sweep.py builds the trials, the rows and results.csv (it imports this module, not the reverse)."""
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
-from .sweep import REPORTS, RESULT_COLUMNS, Trial, format_number, run_trial, trial_label
+from .trials import REPORTS, run_trial
 
-
-def _trial_payload(t: Trial, asha: bool) -> dict:
-    return {"config": t.config.to_dict(), "key": t.key, "asha": asha}
+# sink(key, metrics, status=None, note=""): one finished trial
+Sink = Callable[..., None]
 
 
 def _trainable(config: dict, payloads: list | None = None):
@@ -25,9 +26,9 @@ def _trainable(config: dict, payloads: list | None = None):
     tune.report(dict(run_trial(p["config"], report), key=p["key"], final=True))
 
 
-def run_on_ray(todo: list[Trial], results, address, asha, cpus_per_trial, progress, on_result,
-               skipped, total, executor) -> None:
-    """Run the trials; each finished one becomes a row of `results` (sweep.ResultsFile)."""
+def run_on_ray(todo: list[tuple[str, dict]], sink: Sink, address: str | None = None,
+               asha: bool = False, cpus_per_trial: float = 1.0, executor: str = "tasks") -> None:
+    """Run the trials, (key, config dict) each; every finished one goes to `sink`."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
@@ -36,41 +37,18 @@ def run_on_ray(todo: list[Trial], results, address, asha, cpus_per_trial, progre
     import ray
     from ray import tune
 
-    by_key = {t.key: t for t in todo}
-    count = {"done": skipped}
-
-    def sink(key: str, metrics: dict, status: str | None = None, note: str = "") -> None:
-        t = by_key.pop(key, None)
-        if t is None:
-            return
-        row = {f: t.swept.get(f, getattr(t.config, f)) for f in results.columns
-               if f not in RESULT_COLUMNS} | {"seed": t.config.seed, "key": key}
-        row |= {c: metrics[c] for c in RESULT_COLUMNS if c in metrics and c not in ("seed", "key")}
-        if status:
-            row["status"] = status
-        if note:
-            row["note"] = note[:300]
-        results.add(row)
-        count["done"] += 1
-        if progress:
-            print(f"[{count['done']}/{total}] {trial_label(t.swept)} seed={t.config.seed}: "
-                  f"{row.get('status')} val {format_number(row.get('val_acc'))} test {format_number(row.get('test_acc'))} "
-                  f"({format_number(row.get('seconds'), '.1f')} s)", file=sys.stderr, flush=True)
-        if on_result is not None:
-            on_result(results.rows[-1])
+    payloads = [{"config": config, "key": key, "asha": asha} for key, config in todo]
 
     class Collector(tune.Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
             r = trial.last_result or {}
-            key = _key_of(trial, payloads)
-            sink(key, r, None if r.get("final") else "stopped",
+            sink(_key_of(trial, payloads), r, None if r.get("final") else "stopped",
                  "" if r.get("final") else "stopped early by ASHA")
 
         def on_trial_error(self, iteration, trials, trial, **info):
             sink(_key_of(trial, payloads), trial.last_result or {}, "error",
                  f"trial process failed: {str(getattr(trial, 'error_msg', '') or 'see Ray logs')}")
 
-    payloads = [_trial_payload(t, asha) for t in todo]
     started_here = not ray.is_initialized()
     if started_here:
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
@@ -90,10 +68,6 @@ def run_on_ray(todo: list[Trial], results, address, asha, cpus_per_trial, progre
     finally:
         if started_here:
             ray.shutdown()
-    for key in list(by_key):   # trials Ray never reported (e.g. interrupted sweep) stay unfinished
-        if progress:
-            print(f"trial {trial_label(by_key[key].swept)} seed={by_key[key].config.seed} did not finish",
-                  file=sys.stderr)
 
 
 def _task(config: dict) -> dict:
@@ -105,7 +79,7 @@ def _run_tasks(todo, sink, cpus_per_trial) -> None:
     import ray
 
     remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(_task)
-    pending = {remote.remote(t.config.to_dict()): t.key for t in todo}
+    pending = {remote.remote(config): key for key, config in todo}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

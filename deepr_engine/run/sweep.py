@@ -20,19 +20,19 @@ import json
 import math
 import os
 import sys
-import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from . import ray_exec, registry
 from .config import RunConfig
+from .selection import best_row, edge_warnings, ranges_of, summary  # noqa: F401
+from .trials import (REPORTS, RESULT_COLUMNS, Trial, error_metrics, format_number, format_value,  # noqa: F401
+                     run_trial, trial_key, trial_label)
 
-RESULT_COLUMNS = ["seed", "val_acc", "test_acc", "connectivity", "turnover", "status", "seconds",
-                  "steps_done", "dead_outputs", "cpu_seconds", "note", "key"]
 FINISHED = ("ok", "diverged", "stopped")   # "error" trials run again on a re-run
-REPORTS = 10                               # progress points per trial (ASHA rungs, turnover window)
 DEFAULT_VAL_FRACTION = 0.2
 
 
@@ -58,8 +58,14 @@ class Random:
 
 
 # -- specs --------------------------------------------------------------------------------------
+def sweep_fields() -> dict:
+    """Every setting a sweep can vary: field -> its type (RunConfig fields and the registered
+    methods' extra settings), seed excluded (use seeds=N)."""
+    return {k: h.type for k, h in registry.declarations().items() if k != "seed"}
+
+
 def _field_types() -> dict:
-    return typing.get_type_hints(RunConfig)
+    return {k: h.type for k, h in registry.declarations().items()}
 
 
 def _check_field(name: str, flag: str) -> type:
@@ -144,20 +150,6 @@ def _shape(name: str, value):
 
 
 # -- trials -------------------------------------------------------------------------------------
-@dataclass
-class Trial:
-    config: RunConfig
-    swept: dict          # field -> value, the setting this trial belongs to
-
-    @property
-    def key(self) -> str:
-        return trial_key(self.config)
-
-
-def trial_key(cfg: RunConfig) -> str:
-    return hashlib.sha1(cfg.to_json().encode()).hexdigest()[:16]
-
-
 def build_trials(base: RunConfig, grid: dict | None = None, random: dict | None = None,
                  samples: int = 0, seeds: int = 1, sample_seed: int = 0,
                  val_fraction: float | None = None) -> list[Trial]:
@@ -189,78 +181,39 @@ def build_trials(base: RunConfig, grid: dict | None = None, random: dict | None 
     rng = np.random.default_rng(sample_seed)
     draws = [{n: _shape(n, r.sample(rng)) for n, r in random.items()} for _ in range(samples or 1)]
     names = list(grid)
-    trials = []
+    trials, seen, used = [], set(), set()
+    reasons: dict[str, str] = {}
     for combo in itertools.product(*(grid[n] for n in names)):
         for draw in draws:
             swept = dict(zip(names, combo)) | draw
             for i in range(seeds):
-                try:
-                    cfg = base.replace(**swept, seed=base.seed + i)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"setting {trial_label(swept)}: {exc}") from None
-                trials.append(Trial(cfg, swept))
+                # a field without effect in this trial (another method's setting, temperature
+                # while noise_scale sets the noise) is not varied in it
+                idle = {k: registry.foreign(swept.get("algorithm", base.algorithm), k) for k in swept}
+                swept = {k: v for k, v in swept.items() if not idle[k]}
+                cfg = _config(base, swept, i)
+                idle |= {k: cfg.idle(k) for k in swept}
+                if any(idle[k] for k in swept):
+                    swept = {k: v for k, v in swept.items() if not idle[k]}
+                    cfg = _config(base, swept, i)
+                reasons.update({k: why for k, why in idle.items() if why})
+                used.update(swept)
+                t = Trial(cfg, swept)
+                if t.key not in seen:
+                    seen.add(t.key)
+                    trials.append(t)
+    for name in [*grid, *random]:
+        if name not in used:
+            flag = "--grid" if name in grid else "--random"
+            raise ValueError(f"{flag} {name}: has no effect in any trial: {reasons.get(name, '')}")
     return trials
 
 
-def trial_label(swept: dict) -> str:
-    return " ".join(f"{k}={format_value(v)}" for k, v in swept.items()) or "base"
-
-
-def format_value(v) -> str:
-    if isinstance(v, (list, tuple)):
-        return "/".join(format_value(x) for x in v)
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return str(v)
-
-
-# -- one trial (a plain function: the Ray trainable and the serial loop both call it) ----------
-def run_trial(config: dict, report=None) -> dict:
-    """Train one config and return its row metrics. Never raises: a diverged run is status
-    'diverged' (metrics of its last good step), any exception status 'error'. `report(row)` is
-    called after each tenth of the steps but the last (for early stopping)."""
-    import torch
-
-    torch.set_num_threads(1)   # one thread per trial: oversubscribed threads are ~100x slower
-    t0, c0 = time.perf_counter(), time.process_time()
+def _config(base: RunConfig, swept: dict, i: int) -> RunConfig:
     try:
-        from .session import TrainingSession
-        cfg = RunConfig.from_dict(config)
-        s = TrainingSession(cfg)
-        steps = cfg.steps
-        window = max(1, round(steps / REPORTS))
-        report_at = {round(steps * i / REPORTS) for i in range(1, REPORTS)} - {0, steps}
-        marks = sorted(report_at | {steps, max(0, steps - window)})
-        pruned_at = {0: s.telemetry.total_pruned}
-        for m in marks:
-            if m > s.step_count:
-                s.step(m - s.step_count)
-            pruned_at[s.step_count] = s.telemetry.total_pruned
-            if s.paused_reason:
-                break
-            if report is not None and m in report_at:
-                report(_row(s, pruned_at, window, "ok", "", time.perf_counter() - t0))
-        status = "diverged" if s.paused_reason else "ok"
-        return _row(s, pruned_at, window, status, s.paused_reason or "", time.perf_counter() - t0) | {
-            "cpu_seconds": time.process_time() - c0}
-    except Exception as exc:  # a failed trial is a row, not a crashed sweep
-        return {"val_acc": float("nan"), "test_acc": float("nan"), "connectivity": float("nan"),
-                "turnover": float("nan"), "status": "error", "seconds": time.perf_counter() - t0,
-                "steps_done": 0, "dead_outputs": -1, "cpu_seconds": time.process_time() - c0,
-                "note": f"{type(exc).__name__}: {exc}"[:300]}
-
-
-def _row(s, pruned_at: dict, window: int, status: str, note: str, seconds: float) -> dict:
-    ev = s.evaluate()
-    done = s.step_count
-    start = max(b for b in pruned_at if b <= max(0, done - window))
-    turnover = (s.telemetry.total_pruned - pruned_at[start]) * 100 / (done - start) if done > start else 0.0
-    last = s.layers[-1].active_mask()
-    dead_out = int((~last.reshape(last.shape[0], -1).any(1)).sum())
-    return {"val_acc": ev.get("val_acc", float("nan")), "test_acc": ev["test_acc"],
-            "connectivity": sum(l.k for l in s.layers) / sum(l.n_positions for l in s.layers),
-            "turnover": turnover, "status": status, "seconds": seconds, "steps_done": done,
-            "dead_outputs": dead_out, "note": note[:300]}
+        return base.replace(**swept, seed=base.seed + i)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {trial_label(swept)}: {exc}") from None
 
 
 # -- results.csv ----------------------------------------------------------------------------------
@@ -328,62 +281,147 @@ def _cell(v):
 
 
 # -- running --------------------------------------------------------------------------------------
+class SweepRows(list):
+    """A sweep's rows (dicts, results.csv's cells), plus `best` (the row chosen on validation,
+    see best_row) and `warnings` (a best value on the edge of its swept range)."""
+
+    def __init__(self, rows, best=None, warnings=()):
+        super().__init__(rows)
+        self.best = best
+        self.warnings = list(warnings)
+
+
 def run_sweep(base: RunConfig, grid: dict | None = None, random: dict | None = None,
               samples: int = 0, seeds: int = 1, out: str | Path = "runs/sweep",
               address: str | None = None, asha: bool = False, sample_seed: int = 0,
               val_fraction: float | None = None, cpus_per_trial: float = 1.0,
               progress: bool = True, on_result=None, meta: dict | None = None,
-              executor: str | None = None) -> list[dict]:
+              executor: str | None = None) -> SweepRows:
     """Build the trials and run those results.csv does not hold yet; returns this sweep's rows
-    (finished earlier or now), each with its swept fields, seed and metrics."""
+    (finished earlier or now), each with its swept fields, seed and metrics, with `.best` and
+    `.warnings` (printed to stderr too, with progress)."""
     trials = build_trials(base, grid, random, samples, seeds, sample_seed, val_fraction)
     fields = list(grid or {}) + list(random or {})
+    meta = dict(meta or {}) | {"ranges": ranges_of(grid, random)}
     return run_trials(trials, fields, out, address=address, asha=asha, cpus_per_trial=cpus_per_trial,
                       progress=progress, on_result=on_result, meta=meta, executor=executor)
 
 
 def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, address: str | None = None,
                asha: bool = False, cpus_per_trial: float = 1.0, progress: bool = True,
-               on_result=None, meta: dict | None = None, executor: str | None = None) -> list[dict]:
+               on_result=None, meta: dict | None = None, executor: str | None = None) -> SweepRows:
     """Run the given trials on Ray (skipping finished ones in out/results.csv). out/trials.json
-    maps each row's key to its full config; `meta` (e.g. the preset) goes to out/sweep.json."""
+    maps each row's key to its full config; `meta` (e.g. the preset, `ranges`) goes to
+    out/sweep.json. A bad trial spec (not a Trial, an invalid config, a swept field that is no
+    setting of its method) is an `error` row saying why; the other trials run."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; it must be a folder")
-    results = ResultsFile(out, fields)
+    executor = executor or ("tune" if asha else "tasks")
+    if executor not in ("tune", "tasks") or (asha and executor != "tune"):
+        raise ValueError(f"executor must be tune or tasks (ASHA needs tune), got {executor!r}")
+    results = ResultsFile(out, list(fields))
     finished = results.finished()
     unique: dict[str, Trial] = {}
+    bad: dict[str, tuple[dict, str]] = {}     # key -> (swept, why)
     for t in trials:
-        unique.setdefault(t.key, t)
+        key, why = _spec_problem(t)
+        if why:
+            bad.setdefault(key, (t.swept if isinstance(getattr(t, "swept", None), dict) else {}, why))
+        else:
+            unique.setdefault(key, t)
     _write_json(out / "trials.json", _read_json(out / "trials.json")
                 | {k: t.config.to_dict() for k, t in unique.items()})   # a row's full setup
     if meta:
         _write_json(out / "sweep.json", meta)
     todo = [t for k, t in unique.items() if k not in finished]
-    results.drop({t.key for t in todo})   # earlier error rows of trials that run again
-    total, skipped = len(unique), len(unique) - len(todo)
+    results.drop({t.key for t in todo} | set(bad))   # earlier error rows of trials that run again
+    total, skipped = len(unique) + len(bad), len(unique) - len(todo)
     if progress:
-        print(f"sweep: {total} trials, {skipped} already in {results.path}, {len(todo)} to run",
-              file=sys.stderr, flush=True)
+        print(f"sweep: {total} trials, {skipped} already in {results.path}, {len(todo) + len(bad)} "
+              f"to run", file=sys.stderr, flush=True)
+    by_key = {t.key: t for t in todo}
+    count = {"done": skipped}
+
+    def sink(key: str, metrics: dict, status: str | None = None, note: str = "") -> None:
+        t = by_key.pop(key, None)
+        if t is None:
+            return
+        row = _cells(t.config, t.swept, results.columns) | {"seed": t.config.seed, "key": key}
+        row |= {c: metrics[c] for c in RESULT_COLUMNS if c in metrics and c not in ("seed", "key")}
+        if status:
+            row["status"] = status
+        if note:
+            row["note"] = note[:300]
+        _add(row, trial_label(t.swept) + f" seed={t.config.seed}")
+
+    def _add(row: dict, label: str) -> None:
+        results.add(row)
+        count["done"] += 1
+        if progress:
+            print(f"[{count['done']}/{total}] {label}: {row.get('status')} val "
+                  f"{format_number(row.get('val_acc'))} test {format_number(row.get('test_acc'))} "
+                  f"({format_number(row.get('seconds'), '.1f')} s)", file=sys.stderr, flush=True)
+        if on_result is not None:
+            on_result(results.rows[-1])
+
+    for key, (swept, why) in bad.items():   # bad specs: a row each, nothing started
+        cells = {f: swept[f] for f in results.columns if f in swept and f not in RESULT_COLUMNS}
+        _add(cells | error_metrics(why) | {"seed": "", "key": key}, trial_label(swept))
     if todo:
-        executor = executor or ("tune" if asha else "tasks")
-        if executor not in ("tune", "tasks") or (asha and executor != "tune"):
-            raise ValueError(f"executor must be tune or tasks (ASHA needs tune), got {executor!r}")
-        from .ray_exec import run_on_ray
-        run_on_ray(todo, results, address, asha, cpus_per_trial, progress, on_result, skipped, total,
-                   executor)
-    by_key = {r["key"]: r for r in results.rows}
-    return [by_key[k] for k in unique if k in by_key]
+        ray_exec.run_on_ray([(t.key, t.config.to_dict()) for t in todo], sink, address, asha,
+                            cpus_per_trial, executor)
+    for t in by_key.values():   # trials Ray never reported (e.g. interrupted sweep) stay unfinished
+        if progress:
+            print(f"trial {trial_label(t.swept)} seed={t.config.seed} did not finish", file=sys.stderr)
+    rows_by_key = {r["key"]: r for r in results.rows}
+    rows = [rows_by_key[k] for k in [*unique, *bad] if k in rows_by_key]
+    best, warnings = summary(rows, (meta or {}).get("ranges", {}))
+    if progress:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    return SweepRows(rows, best, warnings)
 
 
-def format_number(v, spec: str = ".3f") -> str:
+def _spec_problem(t) -> tuple[str, str]:
+    """(the trial's key, why it cannot run or '')."""
+    if not isinstance(t, Trial):
+        return _bad_key(t), f"not a sweep Trial: {type(t).__name__}"
+    if not isinstance(t.config, RunConfig):
+        return _bad_key(t), f"config must be a RunConfig, got {type(t.config).__name__}"
+    if not isinstance(t.swept, dict):
+        return _bad_key(t), f"swept must be a dict of field -> value, got {type(t.swept).__name__}"
     try:
-        return format(float(v), spec)
-    except (TypeError, ValueError):
-        return "-"
+        key = t.key
+        t.config.validate()
+    except Exception as exc:  # an invalid config is that trial's error row
+        return _bad_key(t), f"invalid config: {type(exc).__name__}: {exc}"
+    known = registry.declarations()
+    for name in t.swept:
+        if name not in known or name == "seed":
+            return key + "-bad", (f"swept field {name!r} is not a config field; allowed: "
+                                  f"{', '.join(k for k in known if k != 'seed')}")
+        why = registry.foreign(t.config.algorithm, name)
+        if why:
+            return key + "-bad", f"swept field {why}"
+    return key, ""
+
+
+def _bad_key(t) -> str:
+    return "bad-" + hashlib.sha1(repr(t).encode()).hexdigest()[:12]
+
+
+def _cells(cfg: RunConfig, swept: dict, columns: list[str]) -> dict:
+    """A row's swept-field cells: only the fields the trial's method has (others stay empty)."""
+    own = set(registry.get(cfg.algorithm).keys)
+    out = {}
+    for f in columns:
+        if f in RESULT_COLUMNS or (registry.owners(f) and f not in own):
+            continue
+        out[f] = swept[f] if f in swept else getattr(cfg, f, "")
+    return out
 
 
 def run_serial(trials: list[Trial]) -> list[dict]:
     """The same trials in a plain loop in this process (for comparison with Ray)."""
     return [dict(run_trial(t.config.to_dict()), key=t.key, seed=t.config.seed) for t in trials]
-
