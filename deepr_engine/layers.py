@@ -1,15 +1,12 @@
-"""Rewired layers: every weight position k has a parameter theta_k and a fixed sign s_k.
+"""Full-size rewired layers (compute="dense") and the factories of both kinds.
 
-Position k is active iff theta_k >= 0, and then its weight is s_k * theta_k; a dormant position
-has weight exactly 0 (docs/algorithms.md). The layer's ordinary `weight` Parameter holds these
-effective weights, so the forward and backward passes cost what a dense layer costs; the
-optimizers keep `weight` in sync with `theta` and only touch the K active positions
-(`active_idx`) through the small interface below (gather_active, write_active, replace_slots,
-sample_dormant), which a layer that stores only its active connections can implement too.
-
-Every writer bumps `version` (optimizers, sync_weight, loading): caches of the optimizers are
-keyed on it. A write to `weight` from anywhere else (another torch.optim optimizer, say) is
-noticed by `check_weight()` at the optimizer's next step.
+A full-size layer keeps theta, sign and weight for every position (docs/algorithms.md): position
+k is active iff theta_k >= 0, and then its weight is s_k * theta_k; a dormant position has weight
+exactly 0. The layer's ordinary `weight` Parameter holds these effective weights, so the forward
+and backward passes cost what a dense layer costs; the optimizers keep `weight` in sync with
+`theta` through the interface of layer_api.Rewired and touch only the K active positions per
+step. `SparseLinear(..., compute="sparse")` and `sparsify(..., compute="sparse")` make compact
+layers instead (sparse.CompactLinear: active connections only).
 """
 from __future__ import annotations
 
@@ -20,18 +17,20 @@ import torch
 from torch import nn
 
 from . import validate
-from .sampling import sample_dormant
+from .layer_api import COMPUTE_MODES, Rewired, resolve_k, rewired_layers
+from .sparse import CompactLinear
+
+__all__ = ["FullSize", "SparseLinear", "SparseConv2d", "Rewired", "CompactLinear", "sparsify",
+           "rewired_layers", "resolve_k", "COMPUTE_MODES"]
 
 
-class Rewired:
-    """Mixin for a module with a `weight` Parameter whose positions are rewired."""
+class FullSize(Rewired):
+    """The full-size implementation of the interface, mixed into nn.Linear / nn.Conv2d:
+    buffers `theta`, `sign` (weight-shaped) and `active_idx`."""
 
     theta: torch.Tensor       # same shape as weight; active iff >= 0
-    sign: torch.Tensor        # same shape as weight; +1 or -1, fixed for life
-    active_idx: torch.Tensor  # flat indices of the active positions (int64, K of them)
-    version: int = 0          # bumped by every write through this interface
-    compute = "dense"         # full-size state and dense products; "sparse": sparse.CompactLinear
-    _weight_version: int = -1  # torch's counter of `weight` after our last write
+    sign: torch.Tensor        # same shape as weight; +1 or -1
+    compute = "dense"
 
     def init_rewiring(self, k: int, generator: torch.Generator) -> None:
         """Reference initialisation (docs/algorithms.md): w0 ~ N(0, 1/n_in), sign = sign(w0), exactly k positions
@@ -52,40 +51,123 @@ class Rewired:
         self.register_buffer("active_idx", chosen.to(dev))
         self.sync_weight()
 
-    # -- views -------------------------------------------------------------------------------
-    @property
-    def k(self) -> int:
-        """Number of active connections."""
-        return self.active_idx.numel()
-
+    # -- shape -------------------------------------------------------------------------------
     @property
     def n_positions(self) -> int:
-        return self.theta.numel()
+        return self._buffers["theta"].numel()
 
     @property
     def weight_shape(self) -> tuple[int, ...]:
-        return tuple(self.weight.shape)
+        return tuple(self._parameters["weight"].shape)
 
-    @property
-    def rewired_param(self) -> nn.Parameter:
-        """The Parameter the optimizer trains (here the full-size weight)."""
-        return self.weight
+    # -- per step (O(K)). These read _buffers / _parameters directly: Module.__getattr__ is
+    # slow enough to show in a step of a small network. --------------------------------------
+    def gather_active(self) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self._buffers
+        idx = b["active_idx"]
+        return b["theta"].view(-1).index_select(0, idx), b["sign"].view(-1).index_select(0, idx)
+
+    def active_weight(self) -> torch.Tensor:
+        return self._parameters["weight"].view(-1).index_select(0, self._buffers["active_idx"])
+
+    def active_grad(self) -> torch.Tensor | None:
+        grad = self._parameters["weight"].grad
+        if grad is None:
+            return None
+        return grad.view(-1).index_select(0, self._buffers["active_idx"])
 
     def theta_at(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.theta.view(-1).index_select(0, positions)
+        return self._buffers["theta"].view(-1).index_select(0, positions)
 
+    def sign_at(self, positions: torch.Tensor) -> torch.Tensor:
+        return self._buffers["sign"].view(-1).index_select(0, positions)
+
+    def write_active(self, theta_active: torch.Tensor, weight_active: torch.Tensor) -> None:
+        b = self._buffers
+        idx = b["active_idx"]
+        b["theta"].view(-1).index_copy_(0, idx, theta_active)
+        self._parameters["weight"].view(-1).index_copy_(0, idx, weight_active)
+        self.touch()
+
+    def write_signed(self, w: torch.Tensor) -> None:
+        b = self._buffers
+        idx, sign = b["active_idx"], b["sign"].view(-1)
+        old = sign.index_select(0, idx)
+        new_sign = torch.where(w > 0, 1.0, torch.where(w < 0, -1.0, old)).to(sign.dtype)
+        sign.index_copy_(0, idx, new_sign)
+        b["theta"].view(-1).index_copy_(0, idx, w.abs())
+        self._parameters["weight"].view(-1).index_copy_(0, idx, w)
+        self.touch()
+
+    def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
+        b = self._buffers
+        b["theta"].view(-1).index_fill_(0, new, 0)  # their weight is 0 already: they were dormant
+        b["active_idx"].index_copy_(0, slots, new)
+        self.touch()
+
+    def add_active(self, new: torch.Tensor) -> torch.Tensor:
+        b = self._buffers
+        b["theta"].view(-1).index_fill_(0, new, 0)
+        self._parameters["weight"].view(-1).index_fill_(0, new, 0)
+        b["active_idx"] = torch.cat([b["active_idx"], new])
+        self.touch()
+        return new
+
+    def remove_slots(self, slots: torch.Tensor) -> torch.Tensor:
+        b = self._buffers
+        idx = b["active_idx"]
+        gone = idx.index_select(0, slots)
+        keep = torch.ones_like(idx, dtype=torch.bool)
+        keep[slots] = False
+        theta = b["theta"].view(-1)
+        th = theta.index_select(0, gone)
+        theta.index_copy_(0, gone, torch.where(th < 0, th, -torch.finfo(th.dtype).tiny))
+        self._parameters["weight"].view(-1).index_fill_(0, gone, 0)
+        b["active_idx"] = idx[keep]
+        self.touch()
+        return gone
+
+    def is_dormant(self, positions: torch.Tensor) -> torch.Tensor:
+        return self._buffers["theta"].view(-1).index_select(0, positions) < 0
+
+    def list_dormant(self) -> torch.Tensor:
+        return torch.nonzero(self._buffers["theta"].view(-1) < 0).view(-1)
+
+    # -- full-size only ----------------------------------------------------------------------
+    @torch.no_grad()
+    def densify(self) -> None:
+        """Every position active with |theta| (dormant theta keeps the initial magnitude)."""
+        self.theta.abs_()
+        self.sync_weight()
+
+    def write_theta(self, theta: torch.Tensor, active_idx: torch.Tensor) -> None:
+        b = self._buffers
+        w = self._parameters["weight"].view(-1)
+        w.index_fill_(0, b["active_idx"], 0)
+        th = b["theta"].view(-1)
+        th.copy_(theta)
+        w.index_copy_(0, active_idx, th.index_select(0, active_idx)
+                      .mul_(b["sign"].view(-1).index_select(0, active_idx)))
+        b["active_idx"] = active_idx
+        self.touch()
+
+    def top_grad_positions(self, n: int, staying: torch.Tensor) -> torch.Tensor:
+        grad = self._parameters["weight"].grad
+        if grad is None:
+            score = torch.zeros(self.n_positions, device=self.theta.device)
+        else:
+            score = grad.view(-1).abs()  # a new tensor
+        score[self.active_idx[staying]] = -1.0  # connections that stay active cannot grow
+        return torch.topk(score, n).indices
+
+    # -- views -------------------------------------------------------------------------------
     def full_theta(self) -> torch.Tensor:
         return self.theta
 
     def full_sign(self) -> torch.Tensor:
         return self.sign
 
-    @property
-    def connectivity(self) -> float:
-        return self.k / self.n_positions
-
     def active_mask(self) -> torch.Tensor:
-        """Boolean tensor, weight-shaped: True where theta >= 0."""
         return self.theta >= 0
 
     def effective_weight(self) -> torch.Tensor:
@@ -99,96 +181,12 @@ class Rewired:
         return torch.where(self.theta >= 0, self.sign * self.weight.grad,
                            torch.zeros_like(self.theta))
 
-    # -- what the optimizers use (O(K) per call) ---------------------------------------------
-    # (The per-step methods read _buffers / _parameters directly: Module.__getattr__ is slow
-    # enough to show in a step of a small network.)
-    def gather_active(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """theta and sign of the active connections, in active_idx (slot) order."""
-        b = self._buffers
-        idx = b["active_idx"]
-        return b["theta"].view(-1).index_select(0, idx), b["sign"].view(-1).index_select(0, idx)
-
-    def active_grad(self) -> torch.Tensor | None:
-        """dE/dw of the active connections (slot order); None before the first backward."""
-        grad = self._parameters["weight"].grad
-        if grad is None:
-            return None
-        return grad.view(-1).index_select(0, self._buffers["active_idx"])
-
-    def write_active(self, theta_active: torch.Tensor, weight_active: torch.Tensor) -> None:
-        """Store theta and weight (= sign * max(theta, 0)) of the active slots."""
-        b = self._buffers
-        idx = b["active_idx"]
-        b["theta"].view(-1).index_copy_(0, idx, theta_active)
-        self._parameters["weight"].view(-1).index_copy_(0, idx, weight_active)
-        self.touch()
-
-    def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
-        """The connections in `slots` of active_idx are dormant now (their theta < 0 and weight
-        0 were written already); the dormant positions `new` take those slots, at theta 0
-        (their weight is 0 already: they were dormant)."""
-        b = self._buffers
-        b["theta"].view(-1).index_fill_(0, new, 0)
-        b["active_idx"].index_copy_(0, slots, new)
-        self.touch()
-
-    def add_active(self, new: torch.Tensor) -> torch.Tensor:
-        """Activate the dormant positions `new` at theta 0 (K grows)."""
-        self.theta.view(-1)[new] = 0
-        self.weight.view(-1)[new] = 0
-        self.active_idx = torch.cat([self.active_idx, new])
-        self.touch()
-        return new
-
-    def remove_slots(self, slots: torch.Tensor) -> torch.Tensor:
-        """Make the connections in `slots` dormant (K shrinks); returns their positions."""
-        idx = self.active_idx
-        gone = idx[slots]
-        keep = torch.ones_like(idx, dtype=torch.bool)
-        keep[slots] = False
-        self.theta.view(-1)[gone] = -torch.finfo(self.theta.dtype).tiny
-        self.weight.view(-1)[gone] = 0
-        self.active_idx = idx[keep]
-        self.touch()
-        return gone
-
-    def sample_dormant(self, n: int, n_dormant: int, generator: torch.Generator) -> torch.Tensor:
-        """n distinct positions uniformly among those with theta < 0 (n_dormant of them)."""
-        return sample_dormant(self.theta.view(-1), n, n_dormant, generator)
-
-    def sign_at(self, positions: torch.Tensor) -> torch.Tensor:
-        return self.sign.view(-1).index_select(0, positions)
-
-    # -- bookkeeping -------------------------------------------------------------------------
-    def touch(self) -> None:
-        """Called by every writer after it changed theta, sign, weight or active_idx."""
-        d = self.__dict__  # plain attributes: no nn.Module.__setattr__ on every step
-        d["version"] = d.get("version", 0) + 1
-        d["_weight_version"] = self._parameters["weight"]._version
-
-    def check_weight(self) -> None:
-        """Raise if `weight` was written by something other than the rewiring interface (it
-        must stay sign * relu(theta); a plain torch.optim optimizer over model.parameters()
-        would break that)."""
-        if self._parameters["weight"]._version != self._weight_version:
-            raise RuntimeError(
-                f"the weight of {type(self).__name__} {tuple(self.weight.shape)} was changed "
-                "outside its rewiring optimizer (for example by another torch.optim optimizer "
-                "given model.parameters()). Its weight must equal sign * relu(theta): give other "
-                "optimizers only the parameters that are not rewired, or, after editing theta "
-                "on purpose, call layer.sync_weight().")
-
     @torch.no_grad()
     def sync_weight(self) -> None:
         """Rebuild `weight` and `active_idx` from theta (O(all positions); not used per step)."""
         self.weight.copy_(self.effective_weight())
         self.active_idx = torch.nonzero(self.theta.view(-1) >= 0).view(-1)
         self.touch()
-
-    def _apply(self, fn, *args, **kwargs):
-        out = super()._apply(fn, *args, **kwargs)  # .to(device) / .double(): new tensors
-        self.touch()
-        return out
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # K may differ between the saved and the current layer: resize before the copy.
@@ -199,16 +197,15 @@ class Rewired:
         self.touch()
 
 
-class SparseLinear(Rewired, nn.Linear):
+class SparseLinear(FullSize, nn.Linear):
     """nn.Linear with Deep R rewiring of its weight matrix (out_features x in_features).
 
     compute="dense" (default): full-size theta, sign and weight, dense products.
     compute="sparse": returns a `sparse.CompactLinear`, which stores only the K active
-    connections and multiplies sparsely (memory and work O(K); Deep R only)."""
+    connections and multiplies sparsely (memory and work O(K))."""
 
     def __new__(cls, *args, compute: str = "dense", **kwargs):
         if validate.choice("compute", compute, COMPUTE_MODES) == "sparse":
-            from .sparse import CompactLinear
             return CompactLinear(*args, **kwargs)
         return super().__new__(cls)
 
@@ -220,11 +217,35 @@ class SparseLinear(Rewired, nn.Linear):
         self.init_rewiring(resolve_k(k, connectivity, self.weight.numel()),
                            generator or torch.Generator().manual_seed(0))
 
+    @classmethod
+    @torch.no_grad()
+    def from_rewired(cls, layer: Rewired) -> "SparseLinear":
+        """A full-size SparseLinear in exactly the state of a rewired linear layer (a compact
+        one, say): same positions in the same slot order, same theta and signs of the active
+        connections, signs of all positions from `full_sign()`, dormant theta = -tiny.
+        O(all positions): for checks and small layers."""
+        out_f, in_f = layer.weight_shape
+        theta_a, sign_a = layer.gather_active()
+        dev, dtype = theta_a.device, theta_a.dtype
+        bias = getattr(layer, "bias", None)
+        d = cls(in_f, out_f, bias is not None, k=1, dtype=dtype).to(dev)
+        d.sign.copy_(layer.full_sign())
+        idx = layer.active_idx
+        d.sign.view(-1).index_copy_(0, idx, sign_a)
+        theta = torch.full((d.n_positions,), -torch.finfo(dtype).tiny, dtype=dtype, device=dev)
+        d.theta.copy_(theta.index_copy_(0, idx, theta_a).view(d.theta.shape))
+        d.active_idx = idx.clone()
+        d.weight.copy_(d.effective_weight())
+        if bias is not None:
+            d.bias.copy_(bias)
+        d.touch()
+        return d
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", k={self.k}"
 
 
-class SparseConv2d(Rewired, nn.Conv2d):
+class SparseConv2d(FullSize, nn.Conv2d):
     """nn.Conv2d whose kernel entries (out x in/groups x kh x kw) are rewired."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -238,24 +259,6 @@ class SparseConv2d(Rewired, nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", k={self.k}"
-
-
-COMPUTE_MODES = ("dense", "sparse")
-
-
-def resolve_k(k, connectivity, n: int, name: str = "k") -> int:
-    if (k is None) == (connectivity is None):
-        raise ValueError("give exactly one of k (connections per layer) or connectivity "
-                         "(fraction of positions in (0, 1])")
-    if k is not None:
-        return validate.integer(name, k, low=1, high=n)
-    c = validate.finite("connectivity", connectivity, low=0.0, high=1.0, low_open=True)
-    return max(1, min(n, round(c * n)))
-
-
-def rewired_layers(model: nn.Module) -> list[Rewired]:
-    """The rewired layers of a model, in module order."""
-    return [m for m in model.modules() if isinstance(m, Rewired)]
 
 
 def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = None, *,
@@ -317,7 +320,6 @@ def sparsify(model: nn.Module, connectivity: float | Sequence[float] | None = No
 
 
 def _sparsify_compact(targets, ks, cs, gen, device) -> None:
-    from .sparse import CompactLinear
     for (parent, name, old), k_i, c_i in zip(targets, ks, cs):
         meta = old.weight.is_meta
         dev = torch.device(device) if device is not None else (

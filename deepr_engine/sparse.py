@@ -9,10 +9,11 @@ costs no memory. Forward and backward are CSR sparse products (torch.sparse): th
 exists for the active connections only. Revival tests candidate positions for membership in the
 sorted active positions (searchsorted) instead of listing the dormant ones.
 
-The layer implements the same small interface the optimizers use on a full-size layer
-(gather_active, active_grad, write_active, replace_slots, sample_dormant, sign_at, version /
-touch, check_weight), so `DeepR` runs unchanged on it; `to_dense()` builds the equivalent
-full-size `SparseLinear` (same positions, slot order, theta and signs) for checks.
+The layer implements the interface of layer_api.Rewired (the full-size-only methods raise),
+so the optimizers that need no dormant state run unchanged on it. An active connection's sign is
+the sign of its weight (the methods that train w directly may flip it), or the hash's where the
+weight is 0; a dormant position always has the hash's sign. `layers.SparseLinear.from_rewired`
+builds the equivalent full-size layer (same positions, slot order, theta and signs) for checks.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from . import validate
-from .layers import Rewired, SparseLinear, resolve_k
+from .layer_api import Rewired, resolve_k
 from .sampling import sample_positions
 
 # -- signs: a counter-based hash of (seed, position) --------------------------------------------
@@ -136,6 +137,7 @@ class CompactLinear(Rewired, nn.Module):
     compute="sparse")`. Parameters: `values` (K weights, slot order) and `bias`."""
 
     compute = "sparse"
+    _PARAM = "values"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
                  k: int | None = None, connectivity: float | None = None,
@@ -184,20 +186,31 @@ class CompactLinear(Rewired, nn.Module):
         return self.out_features * self.in_features
 
     @property
-    def rewired_param(self) -> nn.Parameter:
-        return self.values
-
-    @property
     def sign_active(self) -> torch.Tensor:
-        return self.sign_at(self.active_idx)
+        """Signs of the active connections (slot order): the weight's, the hash's where it is 0."""
+        v = self._parameters["values"].detach()
+        h = position_signs(int(self.sign_seed), self._buffers["active_idx"], v.dtype)
+        return torch.where(v > 0, 1.0, torch.where(v < 0, -1.0, h)).to(v.dtype)
+
+    def _find(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(is active, its slot where it is) for flat positions: a search in the sorted ones."""
+        b = self._buffers
+        pos = b["_sorted_pos"]
+        at = torch.searchsorted(pos, positions).clamp_(max=max(pos.numel() - 1, 0))
+        return pos.index_select(0, at) == positions, b["_order"].index_select(0, at)
 
     def theta_at(self, positions: torch.Tensor) -> torch.Tensor:
         """theta of the given flat positions; NaN for dormant ones (not stored in this mode)."""
-        lay = self.layout()
-        where = torch.searchsorted(lay.sorted_pos, positions).clamp_(max=max(self.k - 1, 0))
-        hit = lay.sorted_pos.index_select(0, where) == positions
-        th = self.theta_active.index_select(0, lay.order.index_select(0, where))
+        hit, slot = self._find(positions)
+        th = self._buffers["theta_active"].index_select(0, slot)
         return torch.where(hit, th, torch.full_like(th, float("nan")))
+
+    def sign_at(self, positions: torch.Tensor) -> torch.Tensor:
+        v = self._parameters["values"].detach()
+        s = position_signs(int(self.sign_seed), positions, v.dtype)
+        hit, slot = self._find(positions)
+        w = torch.where(hit, v.index_select(0, slot), torch.zeros_like(s))
+        return torch.where(w > 0, 1.0, torch.where(w < 0, -1.0, s)).to(v.dtype)
 
     def full_theta(self) -> torch.Tensor:
         """Weight-shaped theta, NaN where dormant (O(all positions): for inspection only)."""
@@ -206,9 +219,11 @@ class CompactLinear(Rewired, nn.Module):
         return out.index_copy_(0, self.active_idx, self.theta_active).view(self.weight_shape)
 
     def full_sign(self) -> torch.Tensor:
-        """Weight-shaped signs from the hash (O(all positions): for inspection only)."""
+        """Weight-shaped signs: the hash's, the active connections' own (O(all positions): for
+        inspection only)."""
         pos = torch.arange(self.n_positions, device=self.active_idx.device)
-        return self.sign_at(pos).view(self.weight_shape)
+        s = position_signs(int(self.sign_seed), pos, self.values.dtype)
+        return s.index_copy_(0, self.active_idx, self.sign_active).view(self.weight_shape)
 
     def active_mask(self) -> torch.Tensor:
         mask = torch.zeros(self.n_positions, dtype=torch.bool, device=self.active_idx.device)
@@ -222,6 +237,17 @@ class CompactLinear(Rewired, nn.Module):
     def theta_grad(self) -> torch.Tensor | None:
         raise NotImplementedError("a compact layer has no full-size theta gradient; "
                                   "active_grad() gives dE/dw of the active connections")
+
+    def densify(self) -> None:
+        raise NotImplementedError("a compact layer cannot make every position active: it would "
+                                  "store all of them (use compute='dense')")
+
+    def write_theta(self, theta: torch.Tensor, active_idx: torch.Tensor) -> None:
+        raise NotImplementedError("a compact layer keeps no theta for dormant positions")
+
+    def top_grad_positions(self, n: int, staying: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("a compact layer's backward computes the gradient of its "
+                                  "active connections only, not the dense gradient")
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -248,14 +274,23 @@ class CompactLinear(Rewired, nn.Module):
 
     # -- the optimizers' interface (O(K)) --------------------------------------------------------
     def gather_active(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.theta_active.clone(), self.sign_active
+        return self._buffers["theta_active"].clone(), self.sign_active
+
+    def active_weight(self) -> torch.Tensor:
+        return self._parameters["values"].detach().clone()
 
     def active_grad(self) -> torch.Tensor | None:
-        return None if self.values.grad is None else self.values.grad
+        return self._parameters["values"].grad
 
     def write_active(self, theta_active: torch.Tensor, weight_active: torch.Tensor) -> None:
-        self.theta_active.copy_(theta_active)
-        self.values.data.copy_(weight_active)
+        self._buffers["theta_active"].copy_(theta_active)
+        self._parameters["values"].data.copy_(weight_active)
+        self.touch()
+
+    def write_signed(self, w: torch.Tensor) -> None:
+        """theta = |w|, weight = w (the sign of an active connection is its weight's)."""
+        self._buffers["theta_active"].copy_(w.abs())
+        self._parameters["values"].data.copy_(w)
         self.touch()
 
     def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
@@ -289,44 +324,19 @@ class CompactLinear(Rewired, nn.Module):
         self.touch()
         return gone
 
-    def sample_dormant(self, n: int, n_dormant: int, generator: torch.Generator) -> torch.Tensor:
-        """n distinct positions uniformly among the dormant ones: not in active_idx, or in it
-        with theta < 0 (the ones that died in this step, not yet replaced). Same draws and
-        choices as a full-size layer in the same state."""
-        lay = self.layout()
-        pos, theta, order = lay.sorted_pos, self.theta_active, lay.order
-        dev = self.active_idx.device
+    def is_dormant(self, positions: torch.Tensor) -> torch.Tensor:
+        """Not in active_idx, or in it with theta < 0 (died this step, not yet replaced)."""
+        member, slot = self._find(positions)
+        return ~member | (self._buffers["theta_active"].index_select(0, slot) < 0)
 
-        def is_dormant(cand):
-            at = torch.searchsorted(pos, cand).clamp_(max=pos.numel() - 1)
-            member = pos.index_select(0, at) == cand
-            died = theta.index_select(0, order.index_select(0, at)) < 0
-            return ~member | died
-
-        def list_dormant():  # only when most positions are active: O(n) = O(K) then
-            return torch.nonzero(~self.active_mask().view(-1)
-                                 | _scatter_died(self, dev)).view(-1)
-
-        return sample_positions(self.n_positions, n, n_dormant, generator,
-                                is_dormant=is_dormant, list_dormant=list_dormant, device=dev)
-
-    def sign_at(self, positions: torch.Tensor) -> torch.Tensor:
-        return position_signs(int(self.sign_seed), positions, self.values.dtype)
+    def list_dormant(self) -> torch.Tensor:
+        """Only when most positions are active (see sampling.sample_positions): O(n) = O(K)."""
+        b = self._buffers
+        keep = torch.ones(self.n_positions, dtype=torch.bool, device=b["active_idx"].device)
+        keep.index_fill_(0, b["active_idx"][b["theta_active"] >= 0], False)
+        return torch.nonzero(keep).view(-1)
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    def touch(self) -> None:
-        self.version += 1
-        self._weight_version = self.values._version
-
-    def check_weight(self) -> None:
-        if self.values._version != self._weight_version:
-            raise RuntimeError(
-                f"the values of CompactLinear {self.weight_shape} were changed outside its "
-                "rewiring optimizer (for example by another torch.optim optimizer given "
-                "model.parameters()). They must equal sign * theta of the active connections: "
-                "give other optimizers only the parameters that are not rewired, or, after "
-                "editing theta_active on purpose, call layer.sync_weight().")
-
     @torch.no_grad()
     def sync_weight(self) -> None:
         """Rebuild `values` from theta_active (a compact layer holds active connections only)."""
@@ -373,32 +383,6 @@ class CompactLinear(Rewired, nn.Module):
         nn.Module._load_from_state_dict(self, state_dict, prefix, *args, **kwargs)
         self._rebuild_orders()
         self.touch()
-
-    # -- the equivalent full-size layer -----------------------------------------------------------
-    @torch.no_grad()
-    def to_dense(self) -> SparseLinear:
-        """A full-size SparseLinear in exactly this state: same positions in the same slot
-        order, same theta, signs from the hash at every position; dormant theta = -tiny.
-        O(all positions): for checks and small layers."""
-        dev, dtype = self.values.device, self.values.dtype
-        d = SparseLinear(self.in_features, self.out_features, self.bias is not None, k=1,
-                         dtype=dtype)
-        d.to(dev)
-        d.sign.copy_(self.full_sign())
-        theta = torch.full((self.n_positions,), -torch.finfo(dtype).tiny, dtype=dtype, device=dev)
-        d.theta.copy_(theta.index_copy_(0, self.active_idx, self.theta_active).view(d.theta.shape))
-        d.active_idx = self.active_idx.clone()
-        d.weight.copy_(d.effective_weight())
-        if self.bias is not None:
-            d.bias.copy_(self.bias)
-        d.touch()
-        return d
-
-
-def _scatter_died(layer: CompactLinear, dev) -> torch.Tensor:
-    """Full-size mask of the active positions whose theta fell below 0 (listing path only)."""
-    died = torch.zeros(layer.n_positions, dtype=torch.bool, device=dev)
-    return died.index_fill_(0, layer.active_idx[layer.theta_active < 0], True)
 
 
 def model_memory(model: nn.Module) -> dict[str, int]:

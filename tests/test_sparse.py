@@ -7,7 +7,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from deepr_engine import DeepR, SET, SoftDeepR, SparseLinear, rewired_layers, sparsify
+from deepr_engine import (SET, DeepR, Dense, L1Shrinkage, MagnitudePruning, RigL, SoftDeepR,
+                          SparseLinear, StaticSparse, rewired_layers, sparsify)
 from deepr_engine.sparse import CompactLinear, position_signs
 
 
@@ -19,7 +20,7 @@ def compact_pair(sizes, ks, seed=0, dtype=torch.float64):
     for i, ((a, b), k) in enumerate(zip(zip(sizes[:-1], sizes[1:]), ks)):
         layer = SparseLinear(a, b, k=k, compute="sparse", generator=gen, dtype=dtype)
         compact.append(layer)
-        dense.append(layer.to_dense())
+        dense.append(SparseLinear.from_rewired(layer))
         if i < len(ks) - 1:
             compact.append(nn.ReLU())
             dense.append(nn.ReLU())
@@ -69,6 +70,83 @@ def test_dense_and_sparse_compute_make_the_same_choices_and_reach_the_same_theta
     assert turnover > 1000, "the test needs rewiring to happen"
     for lc, ld in zip(rewired_layers(compact), rewired_layers(dense)):
         assert torch.allclose(lc.effective_weight(), ld.weight, rtol=0, atol=1e-9)
+
+
+def _train_pair(compact, dense, oc, od, steps, x, y, check=None):
+    """Train both models on the same batch; every step: the same events, the same active
+    positions in the same slots, the same weights (float64, within 1e-9)."""
+    turnover = 0
+    for step in range(steps):
+        for model, opt in ((compact, oc), (dense, od)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        for lc, ld, ec, ed in zip(rewired_layers(compact), rewired_layers(dense),
+                                  oc.last_events, od.last_events):
+            assert torch.equal(ec["pruned"], ed["pruned"]), f"step {step}: pruning differs"
+            assert torch.equal(ec["activated"], ed["activated"]), f"step {step}: growth differs"
+            assert torch.equal(lc.active_idx, ld.active_idx), f"step {step}"
+            assert torch.allclose(lc.active_weight(), ld.active_weight(), rtol=0, atol=1e-9)
+            theta_c, sign_c = lc.gather_active()
+            theta_d, sign_d = ld.gather_active()
+            assert torch.allclose(theta_c, theta_d, rtol=0, atol=1e-9), f"step {step}"
+            nonzero = ld.active_weight() != 0  # the sign of a zero weight is not kept alike
+            assert torch.equal(sign_c[nonzero], sign_d[nonzero]), f"step {step}"
+            turnover += ec["pruned"].numel()
+    for lc, ld in zip(rewired_layers(compact), rewired_layers(dense)):
+        assert torch.allclose(lc.effective_weight(), ld.weight, rtol=0, atol=1e-9)
+    return turnover
+
+
+BASELINES = {
+    "static": (lambda m: StaticSparse(m, lr=0.1, seed=5), 0),
+    "set": (lambda m: SET(m, lr=0.1, update_every=3, drop_fraction=0.3, seed=5), 1000),
+    "magnitude": (lambda m: MagnitudePruning(m, lr=0.1, prune_at=10, prune_events=3,
+                                             prune_every=10, k=[40, 200], start="mask", seed=5),
+                  310),
+    "l1": (lambda m: L1Shrinkage(m, lr=0.1, alpha=0.05, threshold=2e-3, k=[60, 300],
+                                 start="mask", seed=5), 100),
+}
+
+
+@pytest.mark.parametrize("method", sorted(BASELINES))
+def test_baselines_make_the_same_choices_and_weights_on_compact_and_full_size_layers(method):
+    """Static mask, SET (growth on the rejection path, layer 1: 5% active, and the listing
+    path, layer 2: 90% active), magnitude pruning and L1 shrinkage from the layers' mask: 60
+    steps, identical events and weights (signs may flip: these methods train w directly)."""
+    make, min_turnover = BASELINES[method]
+    compact, dense = compact_pair((40, 50, 10), [100, 450], seed=3)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(64, 40, generator=g, dtype=torch.float64)
+    y = torch.randint(10, (64,), generator=g)
+    oc, od = make(compact), make(dense)
+    turnover = _train_pair(compact, dense, oc, od, 60, x, y)
+    assert turnover >= min_turnover, "the test needs the mask to change"
+    # weights crossed 0: the sign a compact layer keeps is its weight's, not the hash's
+    flips = sum(int((lc.sign_active != position_signs(int(lc.sign_seed), lc.active_idx,
+                                                      torch.float64)).sum())
+                for lc in rewired_layers(compact))
+    assert flips > 0 or method in ("l1", "magnitude")
+    if method == "magnitude":
+        assert [l.k for l in rewired_layers(compact)] == [40, 200]
+
+
+@pytest.mark.parametrize("revive", ["uniform", "proportional"])
+def test_global_k_makes_the_same_choices_on_compact_and_full_size_layers(revive):
+    """Deep R with one K for the network: revival among all layers' dormant positions (the
+    layers answer for their own positions) and live K changes, identical on both kinds."""
+    compact, dense = compact_pair((40, 50, 10), [100, 450], seed=3)
+    kw = dict(lr=0.05, alpha=1e-2, temperature=1e-3, seed=11, global_k=True, revive=revive)
+    oc, od = DeepR(compact, **kw), DeepR(dense, **kw)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(64, 40, generator=g, dtype=torch.float64)
+    y = torch.randint(10, (64,), generator=g)
+    turnover = _train_pair(compact, dense, oc, od, 60, x, y)
+    for o in (oc, od):
+        o.set(k=500)
+    turnover += _train_pair(compact, dense, oc, od, 40, x, y)
+    assert sum(l.k for l in rewired_layers(compact)) == 500
+    assert turnover > 300
 
 
 def test_invariants_over_a_thousand_steps():
@@ -132,7 +210,7 @@ def test_initialisation_follows_the_reference_scheme():
 def test_forward_and_backward_match_the_dense_product():
     layer = SparseLinear(50, 30, k=200, compute="sparse", generator=torch.Generator().manual_seed(0),
                          dtype=torch.float64)
-    dense = layer.to_dense()
+    dense = SparseLinear.from_rewired(layer)
     x = torch.randn(3, 7, 50, dtype=torch.float64)
     xs, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
     ys, yd = layer(xs), dense(xd)
@@ -167,10 +245,13 @@ def test_sparse_mode_refuses_what_it_cannot_do_in_o_k():
         return sparsify(nn.Sequential(nn.Linear(20, 10)), connectivity=0.3, compute="sparse")
     with pytest.raises(ValueError, match="soft-Deep R moves every dormant theta"):
         SoftDeepR(model(), lr=0.1, alpha=1e-3, temperature=1e-3)
-    with pytest.raises(ValueError, match="SET does not support compute='sparse'"):
-        SET(model(), lr=0.1)
-    with pytest.raises(ValueError, match="global_k"):
-        DeepR(model(), lr=0.1, global_k=True)
+    with pytest.raises(ValueError, match="RigL does not support compute='sparse'.*dense gradient"):
+        RigL(model(), lr=0.1)
+    with pytest.raises(ValueError, match="Dense does not support compute='sparse'"):
+        Dense(model(), lr=0.1)
+    with pytest.raises(ValueError, match="cannot start dense"):
+        MagnitudePruning(model(), lr=0.1, start="dense")
+    assert MagnitudePruning(model(), lr=0.1).start == "mask"
     with pytest.raises(ValueError, match="gradient must be 'sgd'"):
         DeepR(model(), lr=0.1, gradient="adam")
     opt = DeepR(model(), lr=0.1)

@@ -2,8 +2,16 @@
 
 They train the signed weight w of each active connection directly, so a weight may change
 sign: the layer keeps theta = |w| and sign = sign(w) for active connections (weight =
-sign * relu(theta) still holds) and theta < 0 for inactive ones. Everything else (K, events,
-telemetry, checkpoints, the app) works as for Deep R.
+sign * relu(theta) still holds; layer.write_signed) and theta < 0 for inactive ones. Everything
+else (K, events, telemetry, checkpoints, the app) works as for Deep R. They read and write the
+layers only through the interface of layer_api.Rewired.
+
+compute="sparse" (compact layers, active connections only): StaticSparse, SET,
+MagnitudePruning and L1Shrinkage run on them with the same choices and weights as on full-size
+layers in the same state. A compact layer cannot make every position active, so there
+MagnitudePruning and L1Shrinkage start from the layers' current mask (start="mask", which
+full-size layers accept too) instead of from dense: magnitude pruning then prunes that mask
+down to the target K. Dense and RigL refuse compact layers (SPARSE_REFUSAL says why).
 
 - Dense: every position active, plain training.
 - StaticSparse: the initial random mask, never changed.
@@ -34,7 +42,7 @@ import torch
 from torch import nn
 
 from .. import validate
-from ..layers import Rewired
+from ..layer_api import Rewired
 from ..hyper import Hyper, declare
 from .base import LANGEVIN
 from .exact_k import ExactK
@@ -65,15 +73,18 @@ class MaskedTraining(ExactK):
         step, L1 shrinkage's soft threshold); then the method's mask update."""
         loss = self._begin_step(closure)
         grads = [l.active_grad() for l in self.layers]
-        grads = [g if g is not None else l.theta.new_zeros(l.k) for g, l in zip(grads, self.layers)]
+        grads = [g if g is not None else l.rewired_param.new_zeros(l.k)
+                 for g, l in zip(grads, self.layers)]
         self._assert_finite(grads)
         self.step_count += 1
         self._step_dense_params()
         for group, layer, g in zip(self.rewired_groups, self.layers, grads):
-            idx = layer.active_idx
-            w = layer.weight.view(-1).index_select(0, idx)
-            w.sub_(self._direction(group, layer.weight, g, idx), alpha=group["lr"])
-            _write(layer, idx, self.shrink(group, w))
+            w = layer.active_weight()  # a new tensor
+            # the gradient rule's state is full-size, indexed by position (sgd only on compact
+            # layers, see RewiringOptimizer._check_hyper)
+            w.sub_(self._direction(group, layer.rewired_param, g, layer.active_idx),
+                   alpha=group["lr"])
+            layer.write_signed(self.shrink(group, w))
         self.last_events = self._no_events()
         self.update_mask()
         return loss
@@ -111,7 +122,7 @@ class MaskedTraining(ExactK):
             n = min(n, layer.k, layer.n_positions - layer.k)
             if n <= 0:
                 continue
-            slots = smallest(layer.theta.view(-1).index_select(0, layer.active_idx), n)
+            slots = smallest(layer.gather_active()[0], n)
             new = self.grow(layer, n, slots)
             gone = self._deactivate(layer, slots)
             events[i] = {"pruned": gone, "activated": self._activate(layer, new)}
@@ -122,26 +133,28 @@ class MaskedTraining(ExactK):
         """Make every position active with its initial weight (the layers keep the reference
         initialisation's magnitude in the theta of dormant positions)."""
         for layer in self.layers:
-            layer.theta.abs_()
-            layer.sync_weight()
+            layer.densify()
         self._sync_k(self._no_events())
 
-
-def _write(layer: Rewired, idx: torch.Tensor, w: torch.Tensor) -> None:
-    """Store signed weights w at the active positions idx: theta = |w|, sign = sign(w) (kept
-    where w is 0), weight = w."""
-    sign = layer.sign.view(-1)
-    old = sign.index_select(0, idx)
-    sign.index_copy_(0, idx, torch.where(w > 0, 1.0, torch.where(w < 0, -1.0, old)).to(sign.dtype))
-    layer.theta.view(-1).index_copy_(0, idx, w.abs())
-    layer.weight.view(-1).index_copy_(0, idx, w)
-    layer.touch()
+    def _start_from(self, start: str | None) -> str:
+        """start="dense": every position active first (full-size layers only; their default);
+        "mask": the layers' active connections now (compact layers' default and only start)."""
+        if start is None:
+            start = "mask" if self.sparse_compute else "dense"
+        if validate.choice("start", start, ("dense", "mask")) == "dense":
+            if self.sparse_compute:
+                raise ValueError(f"{type(self).__name__} cannot start dense on compute='sparse' "
+                                 "layers (they store active connections only): use start='mask'")
+            self._densify()
+        return start
 
 
 class Dense(MaskedTraining):
     """No sparsity: every position is active and trained (a reference for the others)."""
 
     K_MEANING = "none"
+    SPARSE_REFUSAL = ("it makes every position active, so a compact layer would store all of "
+                      "them")
 
     def __init__(self, model: nn.Module, lr: float, **kw):
         super().__init__(model, lr, **kw)
@@ -154,9 +167,13 @@ class Dense(MaskedTraining):
 class StaticSparse(MaskedTraining):
     """A random fixed mask (the layers' initial one, or k=/connectivity=); no rewiring."""
 
+    SPARSE_REFUSAL = None
+
 
 class SET(MaskedTraining):
     """Drop the smallest |w|, regrow uniformly among the inactive positions."""
+
+    SPARSE_REFUSAL = None
 
     HYPER = declare(UPDATE_EVERY, Hyper(
         "drop_fraction", 0.3, 0.0, 1.0, "SET / RigL: fraction of active connections dropped and "
@@ -182,6 +199,11 @@ class RigL(MaskedTraining):
     """Drop the smallest |w|, regrow where the dense gradient is largest; the drop fraction is
     cosine-annealed to 0 at t_end."""
 
+    SPARSE_REFUSAL = ("it regrows where |dE/dw| of the dense gradient is largest over all "
+                      "positions, and a compact layer's backward computes the gradient of its "
+                      "active connections only (a blockwise dense-gradient top-k from the saved "
+                      "input and output gradient is not implemented)")
+
     HYPER = SET.HYPER | declare(Hyper(
         "t_end", 0, 1, 10**12, "RigL: no mask updates from this step on", scale="int",
         label="End of updates", zero="3/4 of steps",
@@ -206,19 +228,20 @@ class RigL(MaskedTraining):
             self.drop_and_grow([round(f * l.k) for l in self.layers])
 
     def grow(self, layer: Rewired, n: int, slots: torch.Tensor) -> torch.Tensor:
-        if layer.weight.grad is None:
-            score = torch.zeros(layer.n_positions, device=layer.theta.device)
-        else:
-            score = layer.weight.grad.view(-1).abs()  # a new tensor
         staying = torch.ones(layer.k, dtype=torch.bool, device=slots.device)
         staying[slots] = False
-        score[layer.active_idx[staying]] = -1.0  # connections that stay active cannot grow
-        return torch.topk(score, n).indices
+        return layer.top_grad_positions(n, staying)
 
 
 class MagnitudePruning(MaskedTraining):
     """Train dense, prune the smallest |w| to the target K (k= / connectivity=, default the
-    layers' K now) at prune_at, or in prune_events steps prune_every apart."""
+    layers' K now) at prune_at, or in prune_events steps prune_every apart.
+
+    start="mask" (compact layers' default and only choice): train the layers' current active
+    connections instead of all positions and prune them to the target K (a target above the
+    current K prunes nothing)."""
+
+    SPARSE_REFUSAL = None
 
     K_MEANING = "target"
     HYPER = declare(
@@ -229,18 +252,20 @@ class MagnitudePruning(MaskedTraining):
               "events, update_every apart (1 = one-shot)", scale="int", label="Pruning events"),
         Hyper("prune_every", 100, 1, 10**9, "magnitude pruning: steps between pruning events",
               scale="int", label="Update interval", field="update_every", url_key="every"))
-    _saved_ks = ("target_k",)
+    _saved_ks = ("target_k", "start_k")
 
     def __init__(self, model: nn.Module, lr: float, *, prune_at: int = 1000,
                  prune_events: int = 1, prune_every: int = 100,
                  k: int | Sequence[int] | None = None,
-                 connectivity: float | Sequence[float] | None = None, **kw):
+                 connectivity: float | Sequence[float] | None = None,
+                 start: str | None = None, **kw):
         super().__init__(model, lr, prune_at=prune_at, prune_events=prune_events,
                          prune_every=prune_every, **kw)
         # the target: the layers' K now, unless given
         self.target_k = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) \
             else [l.k for l in self.layers]
-        self._densify()
+        self.start = self._start_from(start)
+        self.start_k = [l.k for l in self.layers]  # what the schedule prunes from
 
     def set(self, *, k=None, connectivity=None, **hyper) -> None:
         """Before the last pruning a K change moves the target; after it, it applies now."""
@@ -264,19 +289,21 @@ class MagnitudePruning(MaskedTraining):
         if t < 0 or t % every or t // every >= events_total:
             return
         j = t // every + 1  # this is pruning event j of prune_events
-        want = [n - (n - k) * j // events_total for n, k in
-                zip((l.n_positions for l in self.layers), self.target_k)]
+        want = [n - (n - k) * j // events_total for n, k in zip(self.start_k, self.target_k)]
         events = self._no_events()
         for i, (layer, k_new) in enumerate(zip(self.layers, want)):
             if k_new < layer.k:
-                th = layer.theta.view(-1).index_select(0, layer.active_idx)
+                th = layer.gather_active()[0]
                 events[i]["pruned"] = self._deactivate(layer, smallest(th, layer.k - k_new))
         self._sync_k(events)
 
 
 class L1Shrinkage(MaskedTraining):
     """From dense: L1 soft threshold on the weights each step; a connection at or below
-    `threshold` is removed for good, never below the floor K (k= / connectivity=)."""
+    `threshold` is removed for good, never below the floor K (k= / connectivity=).
+    start="mask" (compact layers' default and only choice): from the layers' current mask."""
+
+    SPARSE_REFUSAL = None
 
     K_MEANING = "floor"
     HYPER = declare(LANGEVIN["alpha"], Hyper(
@@ -287,11 +314,12 @@ class L1Shrinkage(MaskedTraining):
 
     def __init__(self, model: nn.Module, lr: float, alpha: float = 1e-4, *, threshold: float = 0.0,
                  k: int | Sequence[int] | None = None,
-                 connectivity: float | Sequence[float] | None = None, **kw):
+                 connectivity: float | Sequence[float] | None = None,
+                 start: str | None = None, **kw):
         super().__init__(model, lr, alpha=alpha, threshold=threshold, **kw)
         self.floor_k = self._k_targets(k, connectivity) if (k is not None or connectivity is not None) \
             else [1] * len(self.layers)
-        self._densify()
+        self.start = self._start_from(start)
 
     def shrink(self, group: dict, w: torch.Tensor) -> torch.Tensor:
         if group["alpha"] <= 0:
@@ -313,7 +341,7 @@ class L1Shrinkage(MaskedTraining):
         events = self._no_events()
         threshold = self.hyper("threshold")
         for i, (layer, floor) in enumerate(zip(self.layers, self.floor_k)):
-            th = layer.theta.view(-1).index_select(0, layer.active_idx)
+            th = layer.gather_active()[0]
             n = min(int((th <= threshold).sum()), layer.k - floor)
             if n > 0:
                 events[i]["pruned"] = self._deactivate(layer, smallest(th, n))

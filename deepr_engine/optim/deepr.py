@@ -71,7 +71,7 @@ class DeepR(ExactK):
         if all(gr["gradient"] == "sgd" for gr in groups):
             return g
         self._assert_finite([g])  # these rules write state: refuse NaN before they do
-        return torch.cat([self._direction(gr, l.weight, g[s:e], l.active_idx)
+        return torch.cat([self._direction(gr, l.rewired_param, g[s:e], l.active_idx)
                           for gr, l, (s, e) in zip(groups, self.layers, active["bounds"])])
 
     def _langevin(self, active: dict, grad: torch.Tensor) -> torch.Tensor:
@@ -117,9 +117,8 @@ class DeepR(ExactK):
             revive = self._split_proportional(n_died) if self.revive == "proportional" else \
                 self._split_global(self._sample_global(sum(n_died), n_died))
             for i, (layer, (s, e), new) in enumerate(zip(self.layers, active["bounds"], revive)):
-                idx, d = layer.active_idx, died[s:e]
-                layer.active_idx = idx[~d]
-                events[i] = {"pruned": idx[d], "activated": self._activate(layer, new)}
+                pruned = layer.remove_slots(torch.nonzero(died[s:e]).view(-1))  # theta kept
+                events[i] = {"pruned": pruned, "activated": self._activate(layer, new)}
             active.clear()  # the layers' K changed: rebuild the view next step
             self.last_events = events
             return

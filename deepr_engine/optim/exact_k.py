@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from .. import validate
-from ..layers import Rewired, resolve_k
-from ..sampling import sample_dormant, smallest
+from ..layer_api import Rewired, resolve_k
+from ..sampling import sample_positions, smallest
 from .base import RewiringOptimizer
 
 class ExactK(RewiringOptimizer):
@@ -29,9 +29,6 @@ class ExactK(RewiringOptimizer):
                  **kw):
         super().__init__(model, lr, **kw)
         self.global_k = bool(global_k)
-        if self.global_k and self.sparse_compute:
-            raise ValueError("global_k=True is not supported with compute='sparse' layers (its "
-                             "revival reads every layer's full-size theta); keep K per layer")
         self.total_k = sum(layer.k for layer in self.layers)
         for group, layer in zip(self.rewired_groups, self.layers):
             group["k"] = layer.k
@@ -40,9 +37,25 @@ class ExactK(RewiringOptimizer):
             self.last_events = self._no_events()
 
     def _sample_global(self, n: int, n_died: list[int]) -> torch.Tensor:
+        """n distinct positions uniformly among the dormant ones of all layers, numbered layer
+        after layer (each layer answers for its own positions: no full-size state needed)."""
         n_dormant = sum(l.n_positions - l.k for l in self.layers) + sum(n_died)
-        theta_all = torch.cat([l.theta.view(-1) for l in self.layers])
-        return sample_dormant(theta_all, n, n_dormant, self.generator)
+        starts = [0]
+        for l in self.layers:
+            starts.append(starts[-1] + l.n_positions)
+
+        def is_dormant(cand):
+            out = torch.empty(cand.shape, dtype=torch.bool, device=cand.device)
+            for l, a, b in zip(self.layers, starts[:-1], starts[1:]):
+                sel = torch.nonzero((cand >= a) & (cand < b)).view(-1)
+                out[sel] = l.is_dormant(cand.index_select(0, sel) - a)
+            return out
+
+        def list_dormant():
+            return torch.cat([l.list_dormant() + a for l, a in zip(self.layers, starts)])
+
+        return sample_positions(starts[-1], n, n_dormant, self.generator, is_dormant=is_dormant,
+                                list_dormant=list_dormant, device=self.device)
 
     def _split_global(self, flat: torch.Tensor) -> list[torch.Tensor]:
         out, start = [], 0
@@ -92,7 +105,7 @@ class ExactK(RewiringOptimizer):
                 for i, new in enumerate(news):
                     events[i]["activated"] = self._activate(self.layers[i], new)
             elif change < 0:
-                th_all = torch.cat([l.theta.view(-1)[l.active_idx] for l in self.layers])
+                th_all = torch.cat([l.gather_active()[0] for l in self.layers])
                 drop_all = smallest(th_all, -change)
                 start = 0
                 for i, layer in enumerate(self.layers):

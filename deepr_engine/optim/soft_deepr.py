@@ -56,7 +56,7 @@ class SoftDeepR(RewiringOptimizer):
         layer, cached = self.layers[i], self._masks[i]
         if cached is not None and cached[1] == layer.version:
             return cached[0]
-        return layer.theta.view(-1) >= 0
+        return layer.active_mask().view(-1)
 
     def _set_targets(self, theta_min, target_connectivity) -> None:
         n = len(self.layers)
@@ -105,43 +105,42 @@ class SoftDeepR(RewiringOptimizer):
         loss = self._begin_step(closure)
         # gradient and L1 of the active connections first (O(K)), so that a bad gradient is
         # refused before anything changes
+        grads = [l.active_grad() for l in self.layers]
         if any(gr["gradient"] != "sgd" for gr in self.rewired_groups):  # these write state
-            self._assert_finite([l.weight.grad for l in self.layers if l.weight.grad is not None])
+            self._assert_finite([g for g in grads if g is not None])
         deltas = []
-        for group, layer in zip(self.rewired_groups, self.layers):
+        for group, layer, g in zip(self.rewired_groups, self.layers, grads):
             idx, lr = layer.active_idx, group["lr"]
-            if layer.weight.grad is not None:
-                g = layer.weight.grad.view(-1).index_select(0, idx)
-                g.mul_(layer.sign.view(-1).index_select(0, idx))
-                deltas.append(self._direction(group, layer.weight, g, idx).mul_(lr).add_(lr * group["alpha"]))
+            if g is not None:
+                g.mul_(layer.sign_at(idx))
+                deltas.append(self._direction(group, layer.rewired_param, g, idx).mul_(lr)
+                              .add_(lr * group["alpha"]))
             else:
                 deltas.append(torch.full(idx.shape, lr * group["alpha"], device=idx.device,
-                                         dtype=layer.theta.dtype))
+                                         dtype=layer.rewired_param.dtype))
         if self.check_finite and not math.isfinite(torch.stack([d.sum() for d in deltas]).sum()):
             raise nonfinite_gradient()
         self.step_count += 1
         self._step_dense_params()
         events = []
         for i, (group, layer, delta) in enumerate(zip(self.rewired_groups, self.layers, deltas)):
-            theta, idx, lr = layer.theta.view(-1), layer.active_idx, group["lr"]
+            idx, lr = layer.active_idx, group["lr"]
+            theta = layer.full_theta().view(-1)  # read only: the new theta is a new tensor
             was_active = self._mask(i)
             if group["temperature"] > 0:  # every connection walks, active or dormant
-                theta.add_(torch.randn(theta.shape, generator=self.generator, device=theta.device,
-                                       dtype=theta.dtype),
-                           alpha=math.sqrt(2 * lr * group["temperature"]))
+                theta = torch.randn(theta.shape, generator=self.generator, device=theta.device,
+                                    dtype=theta.dtype).mul_(
+                    math.sqrt(2 * lr * group["temperature"])).add_(theta)
+            else:
+                theta = theta.clone()
             theta.index_add_(0, idx, delta, alpha=-1)
             theta.clamp_(min=group["theta_min"])
             active = theta >= 0
             new_idx = torch.nonzero(active).view(-1)
             gone = idx[~active.index_select(0, idx)]
             new = new_idx[~was_active.index_select(0, new_idx)]
-            self._forget_moments(layer.weight, new)
-            w = layer.weight.view(-1)
-            w.index_fill_(0, gone, 0)
-            w.index_copy_(0, new_idx, theta.index_select(0, new_idx)
-                          .mul_(layer.sign.view(-1).index_select(0, new_idx)))
-            layer.active_idx = new_idx
-            layer.touch()
+            self._forget_moments(layer.rewired_param, new)
+            layer.write_theta(theta, new_idx)
             self._masks[i] = (active, layer.version)
             events.append({"pruned": gone, "activated": new})
         self.last_events = events
