@@ -264,9 +264,9 @@ def hyper_table() -> str:
         own = owners(key)
         if not own:
             continue
+        what = h.help.replace("|", "\\|")   # a literal | inside a table cell
         lines.append(f"| `{key}` | {', '.join(a.name for a in own)} | {h.default!r} | "
-                     f"{h.describe()} | {'yes' if h.live else 'no'} | "
-                     f"{h.help.replace('|', '/')} |")
+                     f"{h.describe()} | {'yes' if h.live else 'no'} | {what} |")
     return "\n".join(lines)
 
 

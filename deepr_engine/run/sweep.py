@@ -399,11 +399,11 @@ def _spec_problem(t) -> tuple[str, str]:
     known = registry.declarations()
     for name in t.swept:
         if name not in known or name == "seed":
-            return key + "-bad", (f"swept field {name!r} is not a config field; allowed: "
+            return _bad_key(t), (f"swept field {name!r} is not a config field; allowed: "
                                   f"{', '.join(k for k in known if k != 'seed')}")
         why = registry.foreign(t.config.algorithm, name)
         if why:
-            return key + "-bad", f"swept field {why}"
+            return _bad_key(t), f"swept field {why}"
     return key, ""
 
 
