@@ -2,9 +2,10 @@
 the pages' callbacks use (start, reattach, load). Pages draw from these objects; only callbacks
 change them.
 
-A frame takes the rewiring events since the previous one, so a rerun fetches at most one frame
-(`DashboardState.fetch`) and every view the page gets (frames and full snapshots) passes through
-`take`, which feeds the graph's fading trail."""
+Every view is a read (it takes nothing from the run): any number of tabs and views can ask for
+one. The rewiring events come with a cursor (views.RunView.events_cursor): the live views keep
+theirs, so they see every event once, and feed the graph's fading trail (the PNG download) with
+them; the other views ask for frames without events."""
 from __future__ import annotations
 
 import threading
@@ -38,7 +39,7 @@ class DashboardState:
     run: BackgroundSession | None = None
     gen: int = 0                    # bumps with every new run: its widgets start afresh
     frame: RunView | None = None    # the latest view of the run
-    fresh: bool = False             # fetched by this full rerun, not yet used by the live fragment
+    cursor: int | None = None       # the live views' events cursor (None: from the next frame on)
     playing: bool = False           # as the page last drew it
     trail: EventTrail = field(default_factory=EventTrail)
     url_errors: list[str] = field(default_factory=list)
@@ -78,7 +79,7 @@ class DashboardState:
             self.run, self.ui = run, ui
             ui.run_id = run.run_id
             self.gen += 1
-            self.frame, self.fresh, self.live_error = None, False, ""
+            self.frame, self.cursor, self.live_error = None, None, ""
             self.trail.clear()
             live_feed.close_feed(self.feed)
             self.feed = None
@@ -109,28 +110,22 @@ class DashboardState:
         return True
 
     # -- views ------------------------------------------------------------------------------
-    def take(self, view: RunView) -> RunView:
-        """Keep a view's rewiring events for the graph (frames and snapshots alike)."""
-        self.trail.add(view.layers)
-        return view
-
     def fetch(self, force: bool = False) -> RunView:
-        """The frame for this rerun: one request at most (the full rerun's frame is handed to
-        its live fragment or the feed; a fragment rerun of its own fetches a new one)."""
+        """The run now for this rerun's controls and slower views (no events: those are the live
+        views'). `force` is accepted for old callers: every call asks the run."""
         with self._lock:  # the feed takes frames from a server thread
-            if force or self.frame is None or not self.fresh:
-                self.frame = self.take(self.run.frame())
-                self.fresh = True
+            self.frame = self.run.frame(events=False)
             return self.frame
 
     def for_fragment(self) -> RunView:
-        """The live views' next frame: this full rerun's, or a new one."""
+        """The live views' next frame: the rewiring events after their cursor (the first frame
+        starts the cursor), kept in the trail for the graph's PNG."""
         with self._lock:
-            if self.fresh and self.frame is not None:
-                self.fresh = False
-                return self.frame
-            self.frame = self.take(self.run.frame())
-            return self.frame
+            view = self.run.frame(since=self.cursor, events=self.cursor is not None)
+            self.cursor = view.events_cursor
+            self.trail.add(view.layers)
+            self.frame = view
+            return view
 
     def with_trail(self, fn):
         """fn(trail) while no frame is taken (the feed adds to the trail from a server thread)."""
@@ -138,9 +133,8 @@ class DashboardState:
             return fn(self.trail)
 
     def snapshot(self) -> RunView:
-        """A full view (theta and sign), its events kept for the graph."""
-        with self._lock:
-            return self.take(self.run.snapshot())
+        """A full view (theta and sign), for the posterior and weight views."""
+        return self.run.snapshot(events=False)
 
     # -- the feed: live frames over HTTP ------------------------------------------------------
     def live_feed(self, channels) -> live_feed.Feed:
@@ -162,12 +156,12 @@ class DashboardState:
             return view
 
     def recent_view(self, within: float = 2.0) -> RunView:
-        """The latest frame if the feed took it lately (so the status line takes no frame of
-        its own: frames take the rewiring events), else a new one."""
+        """The latest frame if the feed took it lately (one pipe round trip fewer), else a new
+        one without events."""
         with self._lock:
             if self.frame is not None and time.monotonic() - self.feed_at < within:
                 return self.frame
-            return self.for_fragment()
+            return self.fetch()
 
 
 def dashboard() -> DashboardState:
@@ -184,9 +178,8 @@ class CompareState:
     runs: list[BackgroundSession] = field(default_factory=list)
     gen: int = 0
     frames: list[RunView] = field(default_factory=list)
-    fresh: bool = False
+    cursors: list = field(default_factory=list)   # the live graphs' events cursor, per run
     playing: bool = False
-    trails: list[EventTrail] = field(default_factory=list)
     url_errors: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -209,26 +202,22 @@ class CompareState:
             r.close()
         self.runs, self.base, self.specs, self.ui = runs, base, list(specs), ui
         self.gen += 1
-        self.frames, self.fresh = [], False
-        self.trails = [EventTrail() for _ in runs]
+        self.frames, self.cursors = [], [None] * len(runs)
         return True
 
     def fetch(self, force: bool = False) -> list[RunView]:
-        if force or not self.frames or not self.fresh:
-            self.frames = [self._take(i, r.frame()) for i, r in enumerate(self.runs)]
-            self.fresh = True
+        """Every run now, without events (for the controls); `force` is accepted for old callers."""
+        self.frames = [r.frame(events=False) for r in self.runs]
         return self.frames
 
     def for_fragment(self) -> list[RunView]:
-        if self.fresh and self.frames:
-            self.fresh = False
-            return self.frames
-        self.frames = [self._take(i, r.frame()) for i, r in enumerate(self.runs)]
+        """The live graphs' next frames: each run's events after its cursor."""
+        self.frames = []
+        for i, r in enumerate(self.runs):
+            view = r.frame(since=self.cursors[i], events=self.cursors[i] is not None)
+            self.cursors[i] = view.events_cursor
+            self.frames.append(view)
         return self.frames
-
-    def _take(self, i: int, view: RunView) -> RunView:
-        self.trails[i].add(view.layers)
-        return view
 
 
 def compare() -> CompareState:

@@ -371,6 +371,8 @@ def keepalive() -> None:
     written again."""
     s = dashboard()
     w.heartbeat([s.run])
+    if s.fetch().playing != s.playing:  # played from another tab on this run: follow it
+        st.rerun(scope="app")
     if s.frame is not None:
         sync_url(s, s.frame)
 
