@@ -12,7 +12,9 @@ import pytest
 
 from browser import canvas_pixel, launch, streamlit_app
 
+from app.components import graph_diff as gd
 from app.components import live_graph as lg
+from app.components import wire
 
 GRAPH = "window.__deeprGraph && window.__deeprGraph.graph"
 
@@ -67,18 +69,18 @@ def test_delta_holds_exactly_the_engines_changes():
     shapes = [(6, 16), (3, 6)]
     a = [rng.choice(96, 30, replace=False), rng.choice(18, 9, replace=False)]
     d0 = lg.from_layers(_layers(a, shapes, rng), 0, (4, 4))
-    sent = lg._Sent(lg._signature(d0))
-    lg._full(d0, sent)
+    sent = gd.GraphSent(gd.signature(d0))
+    gd.full(d0, sent)
     gone = np.sort(a[0])[:3]
     new = np.setdiff1d(np.arange(96), a[0])[:2]
     b = [np.concatenate([np.setdiff1d(a[0], gone), new]), a[1]]
     layers = _layers(b, shapes, rng)
     layers[0]["pruned_age"] = np.array([2, 500, 7])
     layers[0]["pruned"] = gone
-    header, arrays = lg._delta(lg.from_layers(layers, 10, (4, 4)), sent)
+    header, arrays = gd.delta(lg.from_layers(layers, 10, (4, 4)), sent)
     assert sorted(arrays["rm0"]) == sorted(gone) and sorted(arrays["add0"]) == sorted(new)
     assert list(arrays["life0"]) == [2, 500, 7]  # the engine's lifetimes, in the same order
-    assert header["counts"][0] == [3, 2, 2] and header["counts"][1] == [0, 0, 0]  # 2 probes: lived <= 20
+    assert header["counts"][0] == [3, 2, 2] and header["counts"][1] == [0, 0, 0]  # 2 probes: lived < palette.PROBE_STEPS
     assert "rm1" not in arrays and "add1" not in arrays
     assert np.array_equal(sent.layers[0].pos, np.sort(b[0]))
 
@@ -88,16 +90,16 @@ def test_weights_that_moved_are_sent_all_at_once_when_most_did():
     shapes = [(8, 8)]
     pos = [np.sort(rng.choice(64, 20, replace=False))]
     layers = _layers(pos, shapes, rng)
-    sent = lg._Sent(())
-    lg._full(lg.from_layers(layers, 0), sent)
+    sent = gd.GraphSent(())
+    gd.full(lg.from_layers(layers, 0), sent)
     layers[0]["active_weight"] = layers[0]["active_weight"] * 3  # every weight moved
-    _, arrays = lg._delta(lg.from_layers(layers, 1), sent)
+    _, arrays = gd.delta(lg.from_layers(layers, 1), sent)
     assert "mv0" not in arrays and arrays["wall0"].dtype == np.float16
     assert np.allclose(arrays["wall0"], layers[0]["active_weight"], rtol=1e-3, atol=1e-4)
     layers[0]["active_weight"][3] += 1.0  # one moved
-    _, arrays = lg._delta(lg.from_layers(layers, 2), sent)
+    _, arrays = gd.delta(lg.from_layers(layers, 2), sent)
     assert list(arrays["mv0"]) == [pos[0][3]] and "wall0" not in arrays
-    msg = lg.pack({"kind": "delta"}, arrays)
+    msg = wire.pack({"kind": "delta"}, arrays)
     n = int.from_bytes(msg[:4], "little")
     assert json.loads(msg[4:4 + n])["arrays"]["mvw0"][0] == "f2"
 
@@ -111,13 +113,13 @@ def test_first_layer_gets_the_widest_gap():
 def test_big_graphs_draw_a_fixed_documented_sample():
     rng = np.random.default_rng(1)
     shape = (400, 784)
-    pos = rng.choice(400 * 784, 2 * lg.SAMPLE_LIMIT, replace=False)
+    pos = rng.choice(400 * 784, 2 * gd.SAMPLE_LIMIT, replace=False)
     d = lg.from_layers(_layers([pos], [shape], rng), 0)
-    sent = lg._Sent(lg._signature(d))
-    header, arrays = lg._full(d, sent)
-    assert header["sample"]["total"] == 2 * lg.SAMPLE_LIMIT
-    assert 0.4 * lg.SAMPLE_LIMIT < len(arrays["pos0"]) <= 1.1 * lg.SAMPLE_LIMIT
-    again = lg._sample_mask(0, np.sort(pos), sent.sample_frac)
+    sent = gd.GraphSent(gd.signature(d))
+    header, arrays = gd.full(d, sent)
+    assert header["sample"]["total"] == 2 * gd.SAMPLE_LIMIT
+    assert 0.4 * gd.SAMPLE_LIMIT < len(arrays["pos0"]) <= 1.1 * gd.SAMPLE_LIMIT
+    again = gd.sample_mask(0, np.sort(pos), sent.sample_frac)
     assert np.array_equal(np.sort(pos)[again], arrays["pos0"])  # the same rule every frame
 
 
@@ -156,7 +158,7 @@ def test_canvas_renders_applies_deltas_and_follows_the_theme():
                     # weights travel as float16 and are re-sent once they moved MOVE_FRACTION
                     # of the layer's scale (its 98th percentile of |w|)
                     scale = np.quantile(np.abs(ws), 0.98)
-                    assert np.abs(got - np.array(ws)).max() <= lg.MOVE_FRACTION * scale + 2e-3 * np.abs(ws).max()
+                    assert np.abs(got - np.array(ws)).max() <= gd.MOVE_FRACTION * scale + 2e-3 * np.abs(ws).max()
                 for layer, (old, new) in enumerate(zip(before["layers"], eng["layers"])):
                     for p in set(old) - set(new):  # pruned in the engine: gone from the canvas
                         assert not page.evaluate(f"window.__deeprGraph.graph.hasEdge({layer}, {p})")

@@ -14,6 +14,7 @@ import pytest
 from browser import canvas_pixel, launch, streamlit_app
 
 from app.components import live_curves as lc
+from app.components import wire
 from deepr_engine.run.telemetry import Downsampled
 
 CURVES = "window.__deeprCurves && window.__deeprCurves.curves"
@@ -32,7 +33,7 @@ def _apply(held: dict, entry: dict, arrays: dict) -> None:
 def test_deltas_append_and_resend_a_series_the_downsampling_rewrote():
     loss, theta = Downsampled(16, "mean"), Downsampled(16, "last")
     rng = np.random.default_rng(0)
-    sent, held, kinds = lc._Sent(()), {}, []
+    sent, held, kinds = lc.CurvesSent(()), {}, []
     for step in range(1, 120):
         loss.add(step, rng.random())
         theta.add(step, rng.normal(size=3))
@@ -62,13 +63,13 @@ def test_change_labels_and_a_dragged_change_is_resent_from_its_entry():
     assert lc.change_label((10, "k", [410, 154, 80], [369, 138, 72])) == "K [410, 154, 80] → [369, 138, 72]"
     assert lc.change_label((10, "lr", 0.2, 0.1)) == "lr 0.2 → 0.1"
     assert lc.change_label((3, "theta_min", [-0.05], [-0.1])) == "θ_min [-0.05] → [-0.1]"
-    sent = lc._Sent(())
+    sent = lc.CurvesSent(())
     data = lc.CurvesData(step=5, series={}, changes=[(1, "lr", 0.2, 0.1), (4, "temperature", 1e-6, 1e-5)],
                          metrics={"loss": float("nan"), "test_acc": 0.5})
     entry, _ = lc._diff(data, sent, [], full=True)
     assert entry["changes"]["from"] == 0 and len(entry["changes"]["items"]) == 2
     assert entry["metrics"] == {"loss": None, "test_acc": 0.5}  # JSON has no NaN: "—" on the page
-    msg = lc.lg.pack(entry, {})
+    msg = wire.pack(entry, {})
     assert json.loads(msg[4:4 + int.from_bytes(msg[:4], "little")])["metrics"]["loss"] is None
     data.changes[1] = (4, "temperature", 1e-6, 1e-4)  # the engine extended the change (a drag)
     entry, _ = lc._diff(data, sent, [], full=False)

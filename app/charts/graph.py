@@ -6,7 +6,7 @@ event since the previous view). `EventTrail` keeps them for `FADE_S` seconds so 
 or revived anywhere in a frame's ten-odd steps stays visible while it fades, and counts them
 per second per layer. A pruned connection that had been active fewer than `PROBE_STEPS` steps
 is a brief probe (revived, then pruned again at weight ~0), drawn apart from the death of an
-established connection.
+established connection; threshold and colours are palette.py's, as on the live graph.
 """
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .palette import Palette
+from .palette import PROBE_STEPS, Palette, is_probe  # noqa: F401  (PROBE_STEPS: graph's threshold)
 
 FADE_S = 1.0         # seconds a pruned / revived edge stays drawn, fading
 RATE_WINDOW_S = 2.0  # seconds of events behind the per-second counters
-PROBE_STEPS = 20     # pruned within this many steps of its revival: a brief probe
 KINDS = ("revived", "died", "probe")
 
 
@@ -81,8 +80,7 @@ class EventTrail:
         for layer in layers:
             if layer.pruned is None:
                 continue
-            age = np.asarray(layer.pruned_age)
-            probe = age < PROBE_STEPS
+            probe = is_probe(layer.pruned_age)
             for kind, pos in (("revived", layer.activated), ("died", layer.pruned[~probe]),
                               ("probe", layer.pruned[probe])):
                 if len(pos):
@@ -157,7 +155,8 @@ def dead_nodes(layers, layout: Layout) -> np.ndarray:
 
 def raster_graph(layers, layout: Layout, pal: Palette, fading=(), size=(1000, 520)) -> Image.Image:
     """The same picture as an image: per-edge alpha by |w|; revived edges green, established
-    deaths grey-white and thick, brief probes thin orange; events fade over FADE_S."""
+    deaths dark (light on a dark theme) and thick, brief probes thin violet (the live legend's
+    colours, palette.py); events fade over FADE_S."""
     W, H = size
     img = Image.new("RGBA", size, pal.rgb(pal.bg) + (255,))
     over = Image.new("RGBA", size, (0, 0, 0, 0))

@@ -1,11 +1,14 @@
-"""Colours and the image font, one place for every chart: sign is blue (+) and red (-) in the
-graph and in every weight heatmap; light and dark variants follow the app's theme."""
+"""Colours, the image font and the event thresholds, one place for every chart: sign is blue (+)
+and red (-) in the graph and in every weight heatmap; light and dark variants follow the app's
+theme. The live canvases (app/components) get their colours and thresholds from here with
+their data (`graph_js`, `curves_js`), so the PNG export and the live legend agree."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import ImageFont
 
 LAYER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
@@ -13,6 +16,16 @@ RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
 RUN_COLOR_NAMES = ["blue", "red", "green", "purple"]
 # heatmaps: negative red, zero neutral, positive blue (plotly's RdBu runs red -> blue)
 SIGN_SCALE = "RdBu"
+PROBE_STEPS = 20  # a pruned connection that had been active fewer steps was a brief probe
+                  # (revived, then pruned again near 0), drawn apart from a death
+
+
+def is_probe(age):
+    """Which pruned connections were brief probes, from their lifetimes in steps (-1: unknown)."""
+    age = np.asarray(age)
+    return (age >= 0) & (age < PROBE_STEPS)
+
+
 FONT_FILES = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
               "/usr/share/fonts/TTF/DejaVuSans.ttf",
               "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"]
@@ -34,6 +47,8 @@ class Palette:
     died: str
     probe: str
     marker: str
+    ring: str          # dead units' outline on the live graph
+    hover: str         # the hovered edge
 
     def event(self, kind: str) -> str:
         return {"revived": self.revived, "died": self.died, "probe": self.probe}[kind]
@@ -47,16 +62,40 @@ class Palette:
         return "plotly_dark" if self.dark else "plotly_white"
 
 
-LIGHT = Palette(False, bg="#ffffff", text="#262730", muted="#6b6b78", grid="#e6e6ea", pos="#2166ac",
-                neg="#d6604d", node="#505050", node_edge="#000000", dead="#ffffff", revived="#1a9850",
-                died="#7a7a7a", probe="#f39c12", marker="#8e44ad")
-DARK = Palette(True, bg="#0e1117", text="#fafafa", muted="#a3a8b8", grid="#2b2f3a", pos="#4393c3",
-               neg="#f4765f", node="#c8c8c8", node_edge="#ffffff", dead="#0e1117", revived="#4ed98a",
-               died="#e0e0e0", probe="#f5b041", marker="#c39bd3")
+# events: revived green, an established connection pruned dark (light on dark), a brief probe
+# pruned violet
+LIGHT = Palette(False, bg="#ffffff", text="#31333f", muted="#6b6f7b", grid="#e6e6ea", pos="#2166ac",
+                neg="#d6604d", node="#6b6b6b", node_edge="#333333", dead="#ffffff", revived="#1a9850",
+                died="#111111", probe="#9970ab", marker="#8e44ad", ring="#333333", hover="#000000")
+DARK = Palette(True, bg="#0e1117", text="#fafafa", muted="#a3a8b8", grid="#2b2f3a", pos="#6baed6",
+               neg="#f4796b", node="#9a9a9a", node_edge="#dddddd", dead="#0e1117", revived="#4fd47f",
+               died="#f5f5f5", probe="#c9a6e0", marker="#d2a8ff", ring="#dddddd", hover="#ffffff")
+# the curves' own colours (live_curves.js)
+CURVES = {
+    "light": {"grid": "rgba(49,51,63,0.12)", "zero": "#8a8d96", "train": "#1f77b4", "test": "#e8710a",
+              "dormant": "#b9bbc2", "cross": "rgba(49,51,63,0.5)", "layers": LAYER_COLORS},
+    "dark": {"grid": "rgba(250,250,250,0.13)", "zero": "#9a9ea8", "train": "#5aa9e6", "test": "#ffa24c",
+             "dormant": "#5c606b", "cross": "rgba(250,250,250,0.5)",
+             "layers": ["#3fd0a4", "#ff8c3a", "#a9a4f5", "#ff6eb4", "#8fd14f", "#ffd23f", "#d9a35a", "#b0b0b0"]},
+}
 
 
 def palette(theme: str | None) -> Palette:
     return DARK if theme == "dark" else LIGHT
+
+
+def graph_js() -> dict:
+    """The live graph's colours per theme (live_graph.js)."""
+    return {("dark" if p.dark else "light"): {
+        "bg": p.bg, "text": p.text, "pos": p.pos, "neg": p.neg, "added": p.revived, "death": p.died,
+        "probe": p.probe, "node": p.node, "ring": p.ring, "hover": p.hover} for p in (LIGHT, DARK)}
+
+
+def curves_js() -> dict:
+    """The live curves' colours per theme (live_curves.js)."""
+    return {("dark" if p.dark else "light"): {"bg": p.bg, "text": p.text, "muted": p.muted,
+                                              "marker": p.marker, **CURVES["dark" if p.dark else "light"]}
+            for p in (LIGHT, DARK)}
 
 
 @lru_cache(maxsize=8)

@@ -1,16 +1,22 @@
 // Shared by the live graph and the live curves (each component's script is this file plus its
-// own): the binary message format (app/components/live_graph.py pack()), theme luminance, and
-// the report that, in pull pace, asks the server for the next frame.
+// own): the binary framing (app/components/wire.py), the sync protocol (sync.py), the theme,
+// the report that asks Streamlit for the next frame, and the feed's request loop (feed.py).
+
+function split(u8) {
+  // a 4-byte header length, the JSON header, padding to 4 bytes: (header, offset of the body)
+  const n = new DataView(u8.buffer, u8.byteOffset, 4).getUint32(0, true);
+  return [JSON.parse(new TextDecoder().decode(u8.subarray(4, 4 + n))), (4 + n + 3) & ~3];
+}
+
 function decode(u8) {
-  // copy into a fresh buffer: the typed views below need 4-byte aligned offsets
-  const buf = u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
-  const n = new DataView(buf).getUint32(0, true);
-  const header = JSON.parse(new TextDecoder().decode(new Uint8Array(buf, 4, n)));
-  const start = (4 + n + 3) & ~3;
+  // one message (wire.pack): its header and typed arrays; copied into a fresh buffer, as the
+  // typed views need 4-byte aligned offsets
+  const buf = new Uint8Array(u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength));
+  const [header, start] = split(buf);
   const arrays = {};
   for (const [name, [dtype, off, count]] of Object.entries(header.arrays || {})) {
-    if (dtype === "f2") arrays[name] = halfToFloat(new Uint16Array(buf, start + off, count));
-    else arrays[name] = new (dtype === "i4" ? Int32Array : Float32Array)(buf, start + off, count);
+    if (dtype === "f2") arrays[name] = halfToFloat(new Uint16Array(buf.buffer, start + off, count));
+    else arrays[name] = new (dtype === "i4" ? Int32Array : Float32Array)(buf.buffer, start + off, count);
   }
   return { header, arrays, bytes: u8.byteLength };
 }
@@ -55,10 +61,12 @@ function luminance(color) {
   return r ? (0.299 * +r[1] + 0.587 * +r[2] + 0.114 * +r[3]) / 255 : 1;
 }
 
-function readPalette(S, palettes) {
-  // S.theme and S.pal from the theme setting: "auto" follows Streamlit (its background's
-  // luminance, and its exact background and text colours where it gives them). Returns the
-  // element's computed style for what else the caller reads.
+function readPalette(S) {
+  // S.theme and S.pal from the theme setting and Python's palettes (S.palettes, per theme:
+  // app/charts/palette.py): "auto" follows Streamlit (its background's luminance, and its exact
+  // background and text colours where it gives them). Returns the element's computed style for
+  // what else the caller reads.
+  const palettes = S.palettes || { light: {}, dark: {} };
   let mode = S.themeSetting;
   const cs = getComputedStyle(S.root);
   const bg = cs.getPropertyValue("--st-background-color").trim();
@@ -84,6 +92,29 @@ function report(S, extra) {
                               apply_ms: +S.applyMs.toFixed(2), resyncs: S.resyncs, ...extra });
 }
 
+// -- the sync protocol (sync.py): a delta names the message it applies to (base); a message
+// repeats the recent deltas, the view applies those it lacks. After a gap the view asks for the
+// whole state again: on the feed by naming no sequence number it was sent (S.seq = -1), under
+// Streamlit reruns by a report with resync (once per 2 s at most).
+function deltasToApply(S, h, t0) {
+  // the deltas of message h this view lacks, oldest first; null when there is nothing to apply
+  // (none is newer, or one went missing: the whole state is asked for)
+  const todo = h.deltas.filter((d) => d.seq > S.seq);
+  if (!todo.length) return null;
+  if (todo[0].base === S.seq) return todo;
+  if (S.feed) { S.seq = -1; S.resyncs++; return null; }
+  if (S.resyncAsked < 0 || t0 - S.resyncAt > 2000) {
+    S.resyncAsked = h.seq; S.resyncAt = t0; S.resyncs++; report(S, { resync: h.seq });
+  }
+  return null;
+}
+
+function resync(S, h) {
+  // the view's state does not match the deltas (never expected): ask for the whole state
+  S.inconsistent = false; S.resyncs++;
+  if (S.feed) S.seq = -1; else report(S, { resync: h.seq });
+}
+
 function scheduleReport(S, playing, fresh) {
   // pull: ask for the next frame as soon as one arrives (never sooner than minInterval after
   // the last ask), so frames cannot pile up; timer: just tell Python how we keep up; follow:
@@ -100,15 +131,14 @@ function scheduleReport(S, playing, fresh) {
 // One loop per feed URL on the page, shared by the views subscribed to it (one channel each):
 // a GET returns the next message of every channel from one frame. One request is in flight at a
 // time, sent at most max_fps times a second while the last frame is being painted; its answer is
-// applied once that paint is done, so nothing piles up in the page or the server. F.costs keeps
-// what recent frames cost this page (ms applying, ms rendering after the animation frame).
+// applied once that paint is done, so nothing piles up in the page or the server.
 // Playing, the loop runs until the run stops; paused, it fetches once per new step the page
 // names (a Step button's rerun). A channel whose page holds the wrong sequence number gets a
 // full message (the server compares), so a lost response costs one full frame, not a stall.
 function feedOf(url) {
   const all = (window.__deeprFeeds = window.__deeprFeeds || {});
   if (!all[url]) all[url] = { url, subs: new Map(), running: false, playing: false, want: false, gen: 0,
-                              frames: 0, errors: 0, lastError: "", gone: false, maxFps: 12, lastMs: 0,
+                              frames: 0, errors: 0, lastError: "", gone: false, maxFps: 12,
                               stepShown: -1, stepAsked: null };
   return all[url];
 }
@@ -139,20 +169,16 @@ function feedSubscribe(h, S, apply) {
 }
 
 function feedSplit(buf) {
-  const n = new DataView(buf.buffer, buf.byteOffset, 4).getUint32(0, true);
-  const head = JSON.parse(new TextDecoder().decode(buf.subarray(4, 4 + n)));
-  const start = (4 + n + 3) & ~3, parts = {};
+  // a feed frame (wire.pack_parts): its header and one message per channel
+  const [head, start] = split(buf), parts = {};
   for (const [name, [off, len]] of Object.entries(head.parts)) parts[name] = buf.subarray(start + off, start + off + len);
   return { head, parts };
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-// resolves after the next paint with the main thread's time for it (style, layout, paint and the
-// canvases' raster run between the animation frame and the next task)
-const painted = () => new Promise((r) => requestAnimationFrame(() => {
-  const t = performance.now();
-  setTimeout(() => r(performance.now() - t), 0);
-}));
+// resolves after the next paint (style, layout, paint and the canvases' raster run between the
+// animation frame and the next task)
+const painted = () => new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
 
 async function feedRun(F) {
   if (F.running || F.gone) return;
@@ -165,7 +191,7 @@ async function feedRun(F) {
       F.want = false;
       const t0 = performance.now(), gen = F.gen;
       try {
-        onScreen = (await feedFrame(F, gen, t0, onScreen)) || onScreen;
+        onScreen = (await feedFrame(F, gen, onScreen)) || onScreen;
       } catch (e) {  // a bad answer or a bug: count it, wait, go on (the next request may resync)
         F.errors++; F.lastError = String(e);
         await sleep(1000);
@@ -183,7 +209,7 @@ async function feedRun(F) {
   }
 }
 
-async function feedFrame(F, gen, t0, onScreen) {
+async function feedFrame(F, gen, onScreen) {
   // one request and its answer; returns the promise of its paint (null when nothing was drawn)
   const subs = Array.from(F.subs.values());
   const q = subs.map((s) => `${encodeURIComponent(s.channel)}=${s.S.seq}`).join("&");
@@ -200,12 +226,9 @@ async function feedFrame(F, gen, t0, onScreen) {
     throw new Error(r ? `feed answered ${r.status}` : "feed unreachable");
   }
   const { head, parts } = feedSplit(new Uint8Array(await r.arrayBuffer()));
-  F.fetchMs = performance.now() - t0;  // request, server, transfer
   // the request went out while the last frame was being painted; this one waits for it
   // (frames never pile up in the page: one in flight, one on screen)
-  const tw = performance.now();
   await onScreen;
-  F.paintWaitMs = performance.now() - tw;
   for (const s of subs) {
     const part = parts[s.channel];
     // only views still subscribed to this feed (a new run's views belong to another feed)
@@ -213,16 +236,11 @@ async function feedFrame(F, gen, t0, onScreen) {
     const { header, arrays, bytes } = decode(part);
     if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
   }
-  const applyMs = performance.now() - tw - F.paintWaitMs;
   F.frames++;
   F.stepShown = head.step;
   F.stepAsked = null;
   // the run stopped (paused elsewhere, diverged); an answer to a request sent before the page
   // last subscribed (a Play in between) says nothing about now
   if (!head.playing && gen === F.gen) F.playing = false;
-  F.lastMs = performance.now() - t0;
-  F.serverMs = head.ms;  // the server's time for this frame: taking it, encoding it
-  return painted().then((ms) => {
-    F.costs = F.costs || []; F.costs.push([applyMs, ms]); if (F.costs.length > 100) F.costs.shift();
-  });
+  return painted();
 }

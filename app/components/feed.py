@@ -25,13 +25,14 @@ ends (the answer is 410 and the page reruns for a new feed), or after IDLE_S wit
 """
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
+
+from .wire import pack_parts, unpack_parts  # noqa: F401  (unpack_parts: for tests and tools)
 
 PATH = "/api/deepr/feed"
 MAX_FPS = 12          # frames a page asks for per second at most (the rest is training's)
@@ -66,39 +67,15 @@ class Feed:
             owner = self.owner()
             if owner is None:
                 raise RuntimeError("the page that opened this feed is gone")
-            t0 = time.perf_counter()
             view = self.source(owner)
-            t1 = time.perf_counter()
             parts = {name: ch.message(view, have[name]) for name, ch in self.channels.items()
                      if name in have}
             self.served += 1
-            ms = {"frame": round((t1 - t0) * 1e3, 1), "encode": round((time.perf_counter() - t1) * 1e3, 1)}
-        return pack_parts({"step": int(view.step), "playing": bool(getattr(view, "playing", False)),
-                           "ms": ms}, parts)
+        return pack_parts({"step": int(view.step), "playing": bool(getattr(view, "playing", False))}, parts)
 
 
 _feeds: dict[str, Feed] = {}
 _lock = threading.Lock()
-
-
-def pack_parts(header: dict, parts: dict[str, bytes]) -> bytes:
-    """A 4-byte header length, the JSON header (with each part's offset and length), padding to
-    4 bytes, then the parts, each padded to 4 bytes (the page decodes them in place)."""
-    index, off, blobs = {}, 0, []
-    for name, blob in parts.items():
-        index[name] = [off, len(blob)]
-        blobs.append(blob + b"\0" * ((-len(blob)) % 4))
-        off += len(blobs[-1])
-    head = json.dumps({**header, "parts": index}, separators=(",", ":")).encode()
-    return len(head).to_bytes(4, "little") + head + b"\0" * ((-(4 + len(head))) % 4) + b"".join(blobs)
-
-
-def unpack_parts(data: bytes) -> tuple[dict, dict[str, bytes]]:
-    """The inverse of pack_parts (tests and tools)."""
-    n = int.from_bytes(data[:4], "little")
-    header = json.loads(data[4:4 + n])
-    start = (4 + n + 3) & ~3
-    return header, {name: data[start + o:start + o + ln] for name, (o, ln) in header.pop("parts").items()}
 
 
 def open_feed(owner: object, name: str, source: Callable[[object], object],
@@ -125,12 +102,6 @@ def get(token: str) -> Feed | None:
     with _lock:
         _prune(time.monotonic())  # a closed tab's feed goes at the next request of any tab
         return _feeds.get(token)
-
-
-def count() -> int:
-    with _lock:
-        _prune(time.monotonic())
-        return len(_feeds)
 
 
 def _prune(now: float) -> None:
@@ -163,7 +134,7 @@ async def endpoint(request):
     from starlette.responses import PlainTextResponse, Response
 
     feed = get(request.path_params["token"])
-    if request.method != "GET":  # HEAD: no frame taken (a frame takes the run's events)
+    if request.method != "GET":  # HEAD: says whether the feed exists, builds no frame
         return Response(status_code=200 if feed is not None else 404)
     if feed is None:
         return PlainTextResponse("no such feed (the tab's run ended or the server restarted)",

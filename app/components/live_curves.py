@@ -3,31 +3,18 @@
 v2, no iframe), with a marker at every hyperparameter change of the run.
 
 The browser holds the history. Python sends it once (a "full" message) and then, per frame,
-only what changed since the previous frame (a "delta"): per series the points from the first
-one that differs, which is an append while the run goes on and a resend of that series when the
-engine's down-sampling merged its points (telemetry.Downsampled doubles its stride when full,
-rewriting the history); likewise the change log from its first changed entry (the engine
-extends the last change while a slider is dragged). Messages, pacing and reports are those of
-the live graph (live_graph.py): binary messages, deltas chained so that a missed message does
-not cost a resync, and in the default "pull" pace the page's report is its request for the
-next frame.
-
-Per tick, from a fragment (one call; frame() once per tick, it takes the run's events):
-
-    @st.fragment(run_every=live_curves.run_every("curves", playing))
-    def views():
-        f = run.frame()
-        live_curves.live_curves(live_curves.from_view(f, run_id=run.run_id), key="curves",
-                                playing=f.playing)
-
-Beside the live graph in the same fragment, let the graph pace the frames and pass
-pace="follow" here (two components that both ask for frames would each rerun the fragment).
+only what changed (a "delta"): per series the points from the first one that differs, which is
+an append while the run goes on and a resend of that series when the engine's down-sampling
+merged its points (telemetry.Downsampled doubles its stride when full, rewriting the history);
+likewise the change log from its first changed entry (the engine extends the last change while
+a slider is dragged). Framing (wire.py), sync protocol (sync.py) and the two ways frames reach
+the page are the live graph's (live_graph.py): `CurvesChannel` + `feed_view` for the feed,
+`live_curves(data, ...)` from a fragment, e.g. beside the live graph with pace="follow" (the
+graph paces the fragment).
 """
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +22,9 @@ from typing import Sequence
 import numpy as np
 import streamlit as st
 
-from app.components import live_graph as lg
+from ..charts.palette import curves_js
+from . import feed, sync
+from .wire import THEMES, check_choice, pack
 
 ASSETS = Path(__file__).with_suffix("")
 CHARTS = ("accuracy", "walks", "transitions")
@@ -124,28 +113,11 @@ def change_label(change) -> str:
 
 # -- what was sent, per key -------------------------------------------------------------------
 @dataclass
-class _Sent:
-    sig: tuple
-    seq: int = 0
-    step: int = 0
+class CurvesSent(sync.Sent):
     series: dict = field(default_factory=dict)    # name -> (steps int64, values float32) the page holds
     changes: list = field(default_factory=list)   # [step, field, label] the page holds
     meta: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
-    # pacing, as live_graph._Sent (live_graph's report helpers read these names)
-    sent_at: deque = field(default_factory=lambda: deque(maxlen=64))
-    reports: deque = field(default_factory=lambda: deque(maxlen=32))
-    resync_done: int = -1
-    last_report_ms: float = -1.0
-    last_full_seq: int = 0
-    payload: tuple = ({}, {})
-    chain: deque = field(default_factory=lambda: deque(maxlen=lg.CHAIN))
-    last_bytes: int = 0
-    counts: dict = field(default_factory=lambda: {"full": 0, "delta": 0, "same": 0, "rewrites": 0})
-
-
-def _store() -> dict:
-    return st.session_state.setdefault(_STATE, {})
 
 
 def _rows(steps, values) -> tuple[np.ndarray, np.ndarray]:
@@ -188,7 +160,7 @@ def _changes(data: CurvesData) -> list:
     return [[int(c[0]), str(c[1]), change_label(c)] for c in data.changes]
 
 
-def _diff(data: CurvesData, sent: _Sent, names: Sequence[str], full: bool) -> tuple[dict, dict]:
+def _diff(data: CurvesData, sent: CurvesSent, names: Sequence[str], full: bool) -> tuple[dict, dict]:
     """The header entry and arrays of one frame against what `sent` holds (all of it when
     full), and `sent` updated to hold it."""
     ops, arrays = {}, {}
@@ -225,45 +197,39 @@ def _signature(data: CurvesData, charts: tuple) -> tuple:
     return (data.run_id, charts)
 
 
-def _chained(deltas: list) -> tuple[dict, dict]:
-    """Recent deltas in one message, oldest first; the page applies those it lacks."""
-    header, arrays = {"kind": "delta", "deltas": []}, {}
-    for j, (seq, entry, arr) in enumerate(deltas):
-        header["deltas"].append({**entry, "seq": seq, "p": f"d{j}_"})
-        arrays.update({f"d{j}_{k}": v for k, v in arr.items()})
-    return header, arrays
+def _full(data: CurvesData, sent: CurvesSent, names) -> tuple[dict, dict]:
+    entry, arrays = _diff(data, sent, names, full=True)
+    return {"kind": "full", **entry}, arrays
+
+
+def _delta(data: CurvesData, sent: CurvesSent, names) -> tuple[dict, dict] | None:
+    entry, arrays = _diff(data, sent, names, full=False)
+    return None if not entry["ops"] and len(entry) == 2 else (entry, arrays)
+
+
+def _style(charts: tuple, height: int, columns: int, theme: str, scale: str) -> dict:
+    check_choice("scale", scale, SCALES)
+    check_choice("theme", theme, THEMES)
+    return {"height": int(height), "columns": max(1, int(columns)), "charts": list(charts), "theme": theme,
+            "scale": scale, "palette": curves_js()}
 
 
 # -- the feed (feed.py): frames over HTTP, outside Streamlit's reruns ----------------------------
 class CurvesChannel:
-    """The curves' messages for a feed: everything when the page holds nothing or not what was
-    last sent (`have` says), else per series the points from the first that differs, or a
-    short "same" message when nothing changed."""
+    """The curves' messages for a feed (sync.feed_message): everything when the page holds
+    nothing or not what was last sent, else per series the points from the first that differs,
+    or a short "same" message when nothing changed."""
 
     def __init__(self, charts: Sequence[str] = CHARTS, run_id: str = ""):
         self.charts, self.run_id = _check_charts(charts), str(run_id)
         self.names = [n for c in self.charts for n in SERIES[c]]
-        self.sent: _Sent | None = None
+        self.sent: CurvesSent | None = None
 
     def message(self, view, have: int) -> bytes:
         data = from_view(view, run_id=self.run_id)
-        sent = self.sent
-        sig = _signature(data, self.charts)
-        if sent is None or have != sent.seq or sent.sig != sig or data.step < sent.step:
-            sent = self.sent = _Sent(sig, seq=sent.seq if sent is not None else 0)
-            entry, arrays = _diff(data, sent, self.names, full=True)
-            header = {"kind": "full", **entry}
-        else:
-            entry, arrays = _diff(data, sent, self.names, full=False)
-            if not entry["ops"] and len(entry) == 2:
-                return lg.pack({"kind": "same", "seq": sent.seq, "step": data.step}, {})
-            header, arrays = _chained([(sent.seq + 1, {"kind": "delta", **entry, "base": sent.seq}, arrays)])
-        sent.seq += 1
-        sent.step = data.step
-        sent.counts[header["kind"]] += 1
-        msg = lg.pack({**header, "seq": sent.seq}, arrays)
-        sent.last_bytes = len(msg)
-        return msg
+        return sync.feed_message(self, _signature(data, self.charts), data.step, have, CurvesSent,
+                                 lambda sent: _full(data, sent, self.names),
+                                 lambda sent: _delta(data, sent, self.names))
 
 
 def feed_view(url: str, *, key: str = "curves", charts: Sequence[str] = CHARTS, height: int = 240,
@@ -272,11 +238,9 @@ def feed_view(url: str, *, key: str = "curves", charts: Sequence[str] = CHARTS, 
     """The curves `key`, fed by the feed at `url` (feed.py) on `channel` (a CurvesChannel with
     the same charts); see live_graph.feed_view."""
     charts = _check_charts(charts)
-    lg.check_choice("scale", scale, SCALES)
-    lg.check_choice("theme", theme, lg.THEMES)
-    msg = lg.pack({"kind": "feed", "feed": url, "channel": channel, "key": key, "height": int(height),
-                   "columns": max(1, int(columns)), "charts": list(charts), "theme": theme, "scale": scale,
-                   "playing": bool(playing), "step": int(step), "max_fps": lg.feed.MAX_FPS}, {})
+    msg = pack({"kind": "feed", "feed": url, "channel": channel, "key": key,
+                **_style(charts, height, columns, theme, scale),
+                "playing": bool(playing), "step": int(step), "max_fps": feed.MAX_FPS}, {})
     _component(key=key, data=msg, height="content", on_report_change=lambda: None)
 
 
@@ -287,26 +251,15 @@ def _check_charts(charts: Sequence[str]) -> tuple:
     return charts
 
 
+# -- Streamlit reruns --------------------------------------------------------------------------
 def browser_fps(key: str, window: float = 5.0) -> float | None:
     """Frames per second the page applied, from its last reports (its own clock)."""
-    sent = _store().get(key)
-    if sent is None or len(sent.reports) < 2:
-        return None
-    now = sent.reports[-1][0]
-    recent = [r for t, r in sent.reports if now - t <= window] or [r for _, r in list(sent.reports)[-2:]]
-    if len(recent) < 2:
-        recent = [r for _, r in list(sent.reports)[-2:]]
-    a, b = recent[0], recent[-1]
-    dt = (b["ms"] - a["ms"]) / 1e3
-    return (b["applied"] - a["applied"]) / dt if dt > 0 else None
+    return sync.browser_fps(st.session_state.get(_STATE, {}).get(key), window)
 
 
 def run_every(key: str = "curves", playing: bool = True, pace: str = "pull") -> float | None:
-    """run_every (s) for the fragment that calls live_curves: None when paused; in pull pace
-    only a keepalive (the page asks for each frame), in timer pace the graph's fastest tick."""
-    if not playing:
-        return None
-    return lg.KEEPALIVE if pace in ("pull", "follow") else lg.MIN_TICK
+    """run_every (s) for the fragment that calls live_curves (sync.run_every)."""
+    return sync.run_every(playing, pace)
 
 
 def live_curves(data: CurvesData, *, key: str = "curves", charts: Sequence[str] = CHARTS,
@@ -315,60 +268,19 @@ def live_curves(data: CurvesData, *, key: str = "curves", charts: Sequence[str] 
     """Draw (or update) the curves `key` from the whole current run. charts: which of
     "accuracy", "walks", "transitions" (each `height` px, in `columns` columns). scale: the
     transitions chart's first y scale ("linear", "sqrt" or "log" = log10(1 + n); the page has
-    buttons to switch). theme: "auto" follows Streamlit's theme. pace as live_graph.live_graph,
-    plus "follow": in a fragment that another component paces (the live graph in pull pace),
-    this one never asks for frames (a report is a rerun) and takes a delta on every call.
+    buttons to switch). theme: "auto" follows Streamlit's theme. pace as live_graph.live_graph
+    ("follow": another view in the same fragment paces; this one takes a delta on every call).
 
     Returns seq, kind ("full", "delta" or "same"), bytes (this message), browser_fps and counts
     (messages of each kind sent for this key, and series rewrites resent)."""
     charts = _check_charts(charts)
-    lg.check_choice("scale", scale, SCALES)
-    lg.check_choice("theme", theme, lg.THEMES)
-    lg.check_choice("pace", pace, ("pull", "timer", "follow"))
     names = [n for c in charts for n in SERIES[c]]
-    store = _store()
-    sent: _Sent | None = store.get(key)
-    sig = _signature(data, charts)
-    resync = False
-    if sent is not None:
-        _, resync = lg.take_report(sent, lg.read_report(key))
-    common = {"key": key, "height": int(height), "columns": max(1, int(columns)), "charts": list(charts),
-              "theme": theme, "scale": scale, "playing": bool(playing), "pace": pace,
-              "min_interval_ms": int(lg.MIN_TICK * 1000)}
-    if sent is None or sent.sig != sig or resync or data.step < sent.step:
-        old = sent
-        sent = store[key] = _Sent(sig)
-        if old is not None:  # the page's history goes on (sequence numbers, reports)
-            for name in ("seq", "reports", "resync_done", "last_report_ms", "sent_at", "counts"):
-                setattr(sent, name, getattr(old, name))
-        entry, arrays = _diff(data, sent, names, full=True)
-        header = {"kind": "full", **entry}
-        sent.last_full_seq = sent.seq + 1
-    elif playing and pace != "follow" and lg.waiting(sent, pace):  # paused: every rerun is the user's
-        header, arrays = sent.payload  # the same message again: nothing piles up
-    else:
-        entry, arrays = _diff(data, sent, names, full=False)
-        header = {"kind": "delta", **entry}
-        if not entry["ops"] and len(entry) == 2:  # nothing new (paused, or no step since)
-            header, arrays = sent.payload
-    fresh = header is not sent.payload[0]
-    if fresh:
-        sent.seq += 1
-        sent.step = data.step
-        sent.sent_at.append((time.monotonic(), sent.seq))
-        sent.counts[header["kind"]] += 1
-        if header["kind"] == "delta":
-            sent.chain.append((sent.seq, {**header, "base": sent.seq - 1}, arrays))
-            # repeat only deltas the page has not confirmed (a rewrite is big)
-            seen = int(sent.reports[-1][1].get("seq", -1)) if sent.reports else -1
-            header, arrays = _chained([d for d in sent.chain if d[0] > seen])
-        else:
-            sent.chain.clear()
-        sent.payload = (header, arrays)
-    else:
-        sent.counts["same"] += 1
-    msg = lg.pack({**header, **common, "seq": sent.seq}, arrays)
-    sent.last_bytes = len(msg)
+    store = st.session_state.setdefault(_STATE, {})
+    common = {"key": key, **_style(charts, height, columns, theme, scale), "playing": bool(playing),
+              "pace": pace, "min_interval_ms": int(sync.MIN_TICK * 1000)}
+    msg, sent, kind = sync.rerun_message(store, key, _signature(data, charts), data.step, playing, pace,
+                                         CurvesSent, lambda s: _full(data, s, names),
+                                         lambda s: _delta(data, s, names), common)
     _component(key=key, data=msg, height="content", on_report_change=lambda: None)
-    return {"seq": sent.seq, "kind": header["kind"] if fresh else "same", "bytes": len(msg),
-            "browser_fps": browser_fps(key), "counts": dict(sent.counts)}
+    return {"seq": sent.seq, "kind": kind, "bytes": len(msg), "browser_fps": sync.browser_fps(sent),
+            "counts": dict(sent.counts)}

@@ -11,16 +11,7 @@ const STATES = new WeakMap();           // parentElement -> state; the module is
 const TITLES = { accuracy: "Accuracy and loss", walks: "θ walks of the tracked connections",
                  transitions: "Transitions per step" };
 const MARK_ROWS = 3, ROW_H = 14;        // change labels: rows above the plot
-const PALETTES = {
-  light: { bg: "#ffffff", text: "#31333f", muted: "#6b6f7b", grid: "rgba(49,51,63,0.12)", zero: "#8a8d96",
-           train: "#1f77b4", test: "#e8710a", marker: "#8e44ad", dormant: "#b9bbc2", cross: "rgba(49,51,63,0.5)",
-           layers: ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"] },
-  dark: { bg: "#0e1117", text: "#fafafa", muted: "#a3a8b8", grid: "rgba(250,250,250,0.13)", zero: "#9a9ea8",
-          train: "#5aa9e6", test: "#ffa24c", marker: "#d2a8ff", dormant: "#5c606b", cross: "rgba(250,250,250,0.5)",
-          layers: ["#3fd0a4", "#ff8c3a", "#a9a4f5", "#ff6eb4", "#8fd14f", "#ffd23f", "#d9a35a", "#b0b0b0"] },
-};
-
-// the wire format of live_graph.py's _pack (a JSON header, then aligned typed arrays)
+// Colours per theme come from Python with the data (app/charts/palette.py): S.palettes.
 
 
 // -- numbers ------------------------------------------------------------------------------------
@@ -75,7 +66,7 @@ function createState(parent, key) {
     key, root, charts: {}, chartNames: [], series: {}, changes: [], meta: { n_layers: 0, tracked_layer: [], theta_min: null },
     metrics: {}, step: 0, seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1,
     resyncAt: 0, bytesApplied: 0, lastOps: {}, opsLog: [], appends: {}, rewrites: {}, theme: "light", themeSetting: "auto",
-    pal: PALETTES.light, height: 240, columns: 1, scale: "sqrt", scaleSetting: null, pace: "pull",
+    pal: null, palettes: null, height: 240, columns: 1, scale: "sqrt", scaleSetting: null, pace: "pull",
     minInterval: 100, lastReport: 0, reportTimer: 0, reportedSeq: -1, setStateValue: null, applyMs: 0,
     drawMs: 0, font: "sans-serif",
   };
@@ -169,7 +160,7 @@ function buildCharts(S, names) {
 }
 
 function readTheme(S) {
-  const cs = readPalette(S, PALETTES);
+  const cs = readPalette(S);
   S.font = cs.fontFamily || "sans-serif";
   for (const k of ["bg", "text", "muted", "grid"]) S.root.style.setProperty("--lc-" + k, S.pal[k]);
 }
@@ -555,9 +546,6 @@ function drawHover(S, C) {
   C.tip.style.top = Math.max(0, Math.min(C.h - th, my + 12)) + "px";
 }
 
-// -- pacing (as live_graph.js: in pull pace the report is the request for the next frame) -----
-
-
 export default function (component) {
   const m = mount(component, STATES, createState, (S) => clearTimeout(S.reportTimer));
   if (!m) return;
@@ -565,6 +553,7 @@ export default function (component) {
   S.themeSetting = h.theme || "auto";
   S.pace = h.pace || "pull";
   S.minInterval = h.min_interval_ms || 100;
+  if (h.palette) S.palettes = h.palette;
   if (S.scaleSetting !== h.scale) { S.scaleSetting = h.scale; S.scale = h.scale; }  // the page's buttons win until Python changes it
   const looks = [S.theme, S.height, S.columns].join();
   readTheme(S);
@@ -595,22 +584,10 @@ function applyMessage(S, h, a, bytes, t0) {
     S.seq = h.seq;
     S.resyncAsked = -1;
   } else {
-    const todo = h.deltas.filter((d) => d.seq > S.seq);
-    if (!todo.length) return;
-    if (todo[0].base !== S.seq) {
-      // a frame went missing (or this canvas is new): ask for everything again, once (the
-      // feed asks by itself: its next request names a sequence number the server did not send)
-      if (S.feed) { S.seq = -1; S.resyncs++; return; }
-      if (S.resyncAsked < 0 || t0 - S.resyncAt > 2000) {
-        S.resyncAsked = h.seq; S.resyncAt = t0; S.resyncs++; report(S, { resync: h.seq });
-      }
-      return;
-    }
+    const todo = deltasToApply(S, h, t0);  // common.js: the sync protocol
+    if (!todo) return;
     for (const d of todo) { applyEntry(S, d, a, d.p, ops); S.seq = d.seq; }
-    if (S.inconsistent) {
-      S.inconsistent = false; S.resyncs++;
-      if (S.feed) S.seq = -1; else report(S, { resync: h.seq });
-    }
+    if (S.inconsistent) resync(S, h);
   }
   S.lastOps = ops;
   S.opsLog.push({ seq: S.seq, kind: h.kind, ops });

@@ -10,19 +10,10 @@ const STATES = new WeakMap();           // parentElement -> state; the module is
 const FADE_MS = { added: 1000, death: 1200, probe: 700 };
 const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this window
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
-// Fades drawn per data frame, per kind (all layers; Python's FADE_BUDGET, sent with the data):
-// a fair sample when there are more. The counters count every event.
-const FADE_BUDGET = { death: 16, added: 16, probe: 12 };
 const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
-const PALETTES = {
-  light: { bg: "#ffffff", text: "#31333f", pos: "#2166ac", neg: "#d6604d", added: "#1a9850",
-           death: "#111111", probe: "#9970ab", node: "#6b6b6b", ring: "#333333", hover: "#000000" },
-  dark: { bg: "#0e1117", text: "#fafafa", pos: "#6baed6", neg: "#f4796b", added: "#4fd47f",
-          death: "#f5f5f5", probe: "#c9a6e0", node: "#9a9a9a", ring: "#dddddd", hover: "#ffffff" },
-};
-
-
+// Colours (per theme), the probe threshold and the fade budget come from Python with the data
+// (app/charts/palette.py, live_graph.py): S.palettes, S.probeSteps, S.fadeBudget.
 
 
 function createState(parent, key) {
@@ -49,7 +40,8 @@ function createState(parent, key) {
     seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1, resyncAt: 0, reportedSeq: -1,
     layout: null, layers: [], edges: [], scale: [], dead: new Set(), xy: null, colOf: null,
     anims: [], rafId: 0, lastAnim: 0, hover: null, mouse: null, events: [], step: 0, sample: null,
-    theme: "light", themeSetting: "auto", pal: PALETTES.light, height: 420,
+    theme: "light", themeSetting: "auto", pal: null, palettes: null, height: 420,
+    probeSteps: 20, fadeBudget: { death: 16, added: 16, probe: 12 },
     pace: "timer", minInterval: 100, reportEvery: 1000, lastReport: 0, reportTimer: 0,
     applyMs: 0, setStateValue: null, applyTimes: [], log: [], animMs: 0, animFrames: 0, applyTotalMs: 0, waitMs: [],
   };
@@ -92,7 +84,7 @@ function createState(parent, key) {
 }
 
 function readTheme(S) {
-  readPalette(S, PALETTES);
+  readPalette(S);
   for (const k of ["pos", "neg", "added", "death", "probe", "ring", "text", "bg"])
     S.root.style.setProperty("--dg-" + k, S.pal[k]);
 }
@@ -347,17 +339,19 @@ function fade(S, l, pos, kind, now, keep) {
   if (S.anims.length < MAX_ANIMS && Math.random() < keep[kind]) S.anims.push({ layer: l, pos, kind, t0: now });
 }
 
-function fadeShares(S, d, a, probeSteps) {
-  // per kind: the share of this frame's events that get a fade (FADE_BUDGET over the count)
+const isProbe = (S, life) => life >= 0 && life < S.probeSteps;  // palette.is_probe
+
+function fadeShares(S, d, a) {
+  // per kind: the share of this frame's events that get a fade (the budget over the count)
   const n = { death: 0, added: 0, probe: 0 };
   for (let l = 0; l < S.layers.length; l++) {
     const life = a[d.p + "life" + l], add = a[d.p + "add" + l], probe = a[d.p + "probe" + l];
-    if (life) for (let i = 0; i < life.length; i++) n[life[i] >= 0 && life[i] <= probeSteps ? "probe" : "death"]++;
+    if (life) for (let i = 0; i < life.length; i++) n[isProbe(S, life[i]) ? "probe" : "death"]++;
     if (add) n.added += add.length;
     if (probe) n.probe += probe.length;
   }
   const keep = {};
-  const budget = S.fadeBudget || FADE_BUDGET;
+  const budget = S.fadeBudget;
   for (const k in n) keep[k] = n[k] <= budget[k] ? 1 : budget[k] / n[k];
   return keep;
 }
@@ -377,14 +371,14 @@ function applyFull(S, h, a, now) {
   resize(S);
 }
 
-function applyDelta(S, d, a, now, probeSteps) {
+function applyDelta(S, d, a, now) {
   const A = (name) => a[d.p + name];
-  const keep = fadeShares(S, d, a, probeSteps);
+  const keep = fadeShares(S, d, a);
   for (let l = 0; l < S.layers.length; l++) {
     const m = S.edges[l];
     const rm = A("rm" + l), life = A("life" + l);
     if (rm) for (let i = 0; i < rm.length; i++)
-      if (m.delete(rm[i])) fade(S, l, rm[i], life[i] >= 0 && life[i] <= probeSteps ? "probe" : "death", now, keep);
+      if (m.delete(rm[i])) fade(S, l, rm[i], isProbe(S, life[i]) ? "probe" : "death", now, keep);
     const add = A("add" + l), addw = A("addw" + l);
     if (add) for (let i = 0; i < add.length; i++) {
       m.set(add[i], addw[i]);
@@ -418,6 +412,8 @@ export default function (component) {
   S.pace = h.pace || "timer";
   S.minInterval = h.min_interval_ms || 100;
   if (h.fade_budget) S.fadeBudget = h.fade_budget;
+  if (h.probe_steps) S.probeSteps = h.probe_steps;
+  if (h.palette) S.palettes = h.palette;
   const themeBefore = S.theme, heightBefore = S.height;
   readTheme(S);
   S.height = h.height || 420;
@@ -446,24 +442,10 @@ function applyMessage(S, h, a, bytes, t0) {
     S.seq = h.seq;
     S.resyncAsked = -1;
   } else {
-    // a delta message repeats recent deltas (timer pace): apply the ones this canvas lacks
-    const todo = h.deltas.filter((d) => d.seq > S.seq);
-    if (!todo.length) return;  // nothing newer than what is drawn
-    if (todo[0].base !== S.seq) {
-      // a frame went missing (or this canvas is new): ask Python for the whole graph again
-      // (once: the next frames cannot apply either until the full one arrives). The feed
-      // asks by itself: its next request names a sequence number the server did not send.
-      if (S.feed) { S.seq = -1; S.resyncs++; return; }
-      if (S.resyncAsked < 0 || t0 - S.resyncAt > 2000) {
-        S.resyncAsked = h.seq; S.resyncAt = t0; S.resyncs++; report(S, { resync: h.seq });
-      }
-      return;
-    }
-    for (const d of todo) applyDelta(S, d, a, now, h.probe_steps);
-    if (S.inconsistent) {
-      S.inconsistent = false; S.resyncs++;
-      if (S.feed) S.seq = -1; else report(S, { resync: h.seq });
-    }
+    const todo = deltasToApply(S, h, t0);  // common.js: the sync protocol
+    if (!todo) return;
+    for (const d of todo) applyDelta(S, d, a, now);
+    if (S.inconsistent) resync(S, h);
   }
   S.step = h.step;
   S.framesApplied++;
