@@ -91,3 +91,24 @@ def test_no_read_changes_the_run_and_a_checkpoint_keeps_the_sequence():
     assert v.events_complete and v.events_cursor == s.telemetry.events.seq  # cursors stay valid
     back.step(3)
     assert run_view(back, since=v.events_cursor).events_complete
+
+
+def test_two_tabs_on_one_background_run_each_see_every_event():
+    from deepr_engine.run.background import BackgroundSession
+    run = BackgroundSession(preset("digits-demo").replace(temperature=1e-4, alpha=1e-2))
+    try:
+        a = b = run.frame(events=False).events_cursor   # two tabs' live views
+        seen_a, seen_b = [], []
+        for i in range(6):
+            run.step(4)
+            run.frame(events=False)                      # a status line: reads nothing
+            v = run.frame(since=a)
+            a, _ = v.events_cursor, seen_a.append(v)
+            if i % 2:
+                v = run.frame(since=b)
+                b, _ = v.events_cursor, seen_b.append(v)
+        assert a == b and _events(seen_a) == _events(seen_b)
+        assert sum(len(l["pruned"]) for l in _events(seen_a)) > 0
+        assert all(v.events_complete for v in seen_a + seen_b)
+    finally:
+        run.close()
