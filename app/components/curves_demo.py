@@ -73,7 +73,7 @@ def main() -> None:
 
     def live() -> None:
         t0 = time.perf_counter()
-        f = run.frame()  # once per tick: it takes the rewiring events since the previous one
+        f = run.frame(events=False)  # the curves need no rewiring events
         st.session_state["playing"] = f.playing
         data = lc.from_view(f, run_id=run.run_id)
         out = lc.live_curves(data, key="curves", height=230, columns=columns, theme=theme,

@@ -50,6 +50,7 @@ def main() -> None:
         st.session_state["run"] = BackgroundSession(config(), steps_per_frame=spf,
                                                         max_steps_per_second=rate)
         st.session_state["run_key"] = run_key
+        st.session_state["cursor"] = None
         st.session_state["playing"] = q.get("play", "0") == "1" and st.session_state["run"].play()
     run: BackgroundSession = st.session_state["run"]
 
@@ -69,7 +70,9 @@ def main() -> None:
         t0 = time.perf_counter()
         if pace == "timer" and playing and lg.run_every("graph", pace="timer") != st.session_state.get("tick"):
             st.rerun(scope="app")  # a new interval takes a new fragment (before anything is sent)
-        f = run.frame()
+        cursor = st.session_state.get("cursor")  # this page's events cursor (a read takes nothing)
+        f = run.frame(since=cursor, events=cursor is not None)
+        st.session_state["cursor"] = f.events_cursor
         st.session_state["playing"] = f.playing
         out = lg.live_graph(lg.from_frame(f, run.info, run_id=run_key), key="graph", height=380,
                             theme=theme, playing=f.playing, pace=pace)
