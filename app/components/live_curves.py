@@ -35,8 +35,8 @@ _STATE = "_deepr_live_curves"
 
 _component = st.components.v2.component(
     "deepr_live_curves",
-    js=(ASSETS.parent / "common.js").read_text(encoding="utf-8")
-    + (ASSETS / "live_curves.js").read_text(encoding="utf-8"),
+    js="".join((path.read_text(encoding="utf-8") for path in
+                (ASSETS.parent / "common.js", ASSETS / "plot.js", ASSETS / "live_curves.js"))),
     css=(ASSETS / "live_curves.css").read_text(encoding="utf-8"),
 )
 

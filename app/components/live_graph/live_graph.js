@@ -1,10 +1,10 @@
 // The live connectivity graph: a <canvas> that holds the network and applies per-frame deltas.
 //
-// Python (app/components/live_graph.py) sends one binary message per frame: a "full" message
-// (layout + every drawn edge) when the run or layout changes, otherwise a "delta" (edges pruned
-// and revived since the previous frame, weights that moved, dead units). Steady edges are drawn
-// on a base canvas only when data arrives; fades run on an overlay canvas with
-// requestAnimationFrame and stop when nothing is fading, so an idle graph costs nothing.
+// Python (app/components/live_graph.py, graph_diff.py) sends one binary message per frame: a
+// "full" message (layout + every drawn edge) when the run or layout changes, otherwise a
+// "delta" (edges pruned and revived since the previous frame, weights that moved, dead units).
+// Steady edges are drawn on a base canvas only when data arrives; fades run on an overlay canvas
+// with requestAnimationFrame and stop when nothing is fading, so an idle graph costs nothing.
 
 const STATES = new WeakMap();           // parentElement -> state; the module is called per frame
 const FADE_MS = { added: 1000, death: 1200, probe: 700 };
