@@ -126,7 +126,7 @@ class Rewired(abc.ABC):
                                 is_dormant=self.is_dormant, list_dormant=self.list_dormant,
                                 device=self._buffers["active_idx"].device)
 
-    # -- full-size only (O(all positions)) -------------------------------------------------
+    # -- full-size only (O(all positions)), and RigL's growth ------------------------------
     @abc.abstractmethod
     def densify(self) -> None:
         """Make every position active, theta = |theta| (full-size only)."""
@@ -138,8 +138,12 @@ class Rewired(abc.ABC):
 
     @abc.abstractmethod
     def top_grad_positions(self, n: int, staying: torch.Tensor) -> torch.Tensor:
-        """The n positions with the largest |dE/dw| of the dense gradient, among those not
-        active in the slots `staying` (bool per slot) (full-size only: RigL)."""
+        """The n positions with the largest |dE/dw| of the dense gradient, largest first,
+        among those not active in the slots `staying` (bool per slot) (RigL's growth)."""
+
+    def record_dense_grad(self, on: bool) -> None:
+        """Keep (from the next backward pass on) what top_grad_positions needs, or stop; a
+        full-size layer's weight.grad is dense already: nothing to do."""
 
     # -- views (O(all positions): inspection, checks) --------------------------------------
     @abc.abstractmethod

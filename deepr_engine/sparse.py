@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from . import validate
+from .dense_grad import top_dense_grad
 from .layer_api import Rewired, resolve_k
 from .sampling import sample_positions
 
@@ -81,19 +82,23 @@ def _merge_order(order: torch.Tensor, keys: torch.Tensor, changed: torch.Tensor,
 
 class _CSRProduct(torch.autograd.Function):
     """y = x @ W^T for W given by its K values on a CSR pattern; gradients for x and the K
-    values only (dE/dvalues = (dE/dy)^T x sampled at the pattern)."""
+    values only (dE/dvalues = (dE/dy)^T x sampled at the pattern). `record`: None, or a list
+    that gets (x, dE/dy) of the backward pass (for a dense-gradient top-k, dense_grad.py)."""
 
     @staticmethod
-    def forward(ctx, x, values, layout):
+    def forward(ctx, x, values, layout, record):
         w = layout.matrix(values)
         ctx.save_for_backward(x, values)
         ctx.layout, ctx.w = layout, w  # w: the pattern for the values' gradient
+        ctx.record = record
         return (w @ x.t()).t()
 
     @staticmethod
     def backward(ctx, grad_out):
         x, values = ctx.saved_tensors
         layout = ctx.layout
+        if ctx.record is not None:
+            ctx.record.append((x, grad_out))
         go_t = grad_out.t().contiguous()
         grad_x = grad_values = None
         if ctx.needs_input_grad[0]:
@@ -101,7 +106,7 @@ class _CSRProduct(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             g = torch.sparse.sampled_addmm(ctx.w, go_t, x.contiguous(), beta=0.0).values()
             grad_values = torch.empty_like(values).index_copy_(0, layout.order, g)
-        return grad_x, grad_values, None
+        return grad_x, grad_values, None, None
 
 
 class _Layout:
@@ -245,9 +250,20 @@ class CompactLinear(Rewired, nn.Module):
     def write_theta(self, theta: torch.Tensor, active_idx: torch.Tensor) -> None:
         raise NotImplementedError("a compact layer keeps no theta for dormant positions")
 
+    def record_dense_grad(self, on: bool) -> None:
+        """Start (on) or stop keeping the input and output gradient of the backward passes: the
+        dense gradient's top-k needs them (memory: batch x (in + out) per pass)."""
+        self.__dict__["_record"] = [] if on else None
+
     def top_grad_positions(self, n: int, staying: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("a compact layer's backward computes the gradient of its "
-                                  "active connections only, not the dense gradient")
+        """Blockwise from the passes recorded since record_dense_grad(True) (no backward:
+        every gradient 0); memory O(K + one block), see dense_grad.py."""
+        record = self.__dict__.get("_record")
+        if record is None:
+            raise RuntimeError("call record_dense_grad(True) before the backward pass whose "
+                               "dense gradient top_grad_positions should use")
+        keep = self.active_idx[staying].sort().values
+        return top_dense_grad(record, n, self.out_features, self.in_features, keep)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -267,7 +283,8 @@ class CompactLinear(Rewired, nn.Module):
             raise ValueError(f"input's last dimension must be in_features={self.in_features}, "
                              f"got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
-        y = _CSRProduct.apply(x.reshape(-1, self.in_features), self.values, self.layout())
+        y = _CSRProduct.apply(x.reshape(-1, self.in_features), self.values, self.layout(),
+                              self.__dict__.get("_record"))
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*lead, self.out_features)

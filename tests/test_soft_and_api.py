@@ -1,6 +1,7 @@
 """soft-Deep R statistics, reproducibility, state_dict round trips, validation, learning."""
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -197,3 +198,61 @@ def test_soft_set_with_an_unknown_key_changes_nothing():
         soft.set(theta_min=-0.3, temperature=2e-4, nonsense=1)
     assert [{k: v for k, v in g.items() if k != "params"} for g in soft.param_groups] == \
            [{k: v for k, v in g.items() if k != "params"} for g in groups]
+
+
+def test_both_layer_kinds_implement_the_one_interface():
+    from deepr_engine import CompactLinear, Rewired, SparseConv2d
+    from deepr_engine.layers import FullSize
+    full = SparseLinear(6, 5, k=10)
+    compact = SparseLinear(6, 5, k=10, compute="sparse")
+    conv = SparseConv2d(2, 3, 3, k=20)
+    assert isinstance(compact, CompactLinear) and not isinstance(compact, FullSize)
+    assert not isinstance(full, CompactLinear)
+    model = nn.Sequential(full, nn.ReLU(), compact)
+    assert rewired_layers(model) == [full, compact]
+    assert all(isinstance(m, Rewired) for m in (full, compact, conv))
+
+    class Incomplete(Rewired, nn.Module):  # an implementation that misses methods
+        pass
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+
+
+def test_sparse_refusal_says_which_methods_run_on_compact_layers():
+    """SPARSE_REFUSAL is None exactly for the methods that train compact layers (the run
+    config reads it): those take steps on them, the others refuse with that reason."""
+    from deepr_engine import SET, Dense, L1Shrinkage, MagnitudePruning, RigL, StaticSparse
+    classes = [DeepR, SoftDeepR, Dense, StaticSparse, SET, RigL, MagnitudePruning, L1Shrinkage]
+    kwargs = {SoftDeepR: dict(alpha=1e-3, temperature=1e-3), SET: dict(update_every=2),
+              RigL: dict(update_every=2), MagnitudePruning: dict(prune_at=2, k=20)}
+    x, y = torch.randn(8, 20), torch.randint(10, (8,))
+    refused = []
+    for cls in classes:
+        model = sparsify(nn.Sequential(nn.Linear(20, 10)), connectivity=0.3, compute="sparse")
+        if cls.SPARSE_REFUSAL is not None:
+            with pytest.raises(ValueError, match=re.escape(cls.SPARSE_REFUSAL)):
+                cls(model, lr=0.1, **kwargs.get(cls, {}))
+            refused.append(cls)
+            continue
+        opt = cls(model, lr=0.1, **kwargs.get(cls, {}))
+        for _ in range(4):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        layer = rewired_layers(model)[0]
+        assert layer.active_idx.unique().numel() == layer.k == (20 if cls is MagnitudePruning else 60)
+    assert refused == [SoftDeepR, Dense]
+
+
+def test_optimizers_touch_layers_only_through_the_interface():
+    """No optimizer reads or writes a layer's storage (theta, sign, weight, values, buffers)
+    directly: that is what lets the same optimizer run on both layer kinds."""
+    import pathlib
+    import deepr_engine.optim as optim
+    pattern = re.compile(r"\.(theta|weight|sign|values|theta_active|_buffers|_parameters)\b"
+                         r"|active_idx(\[[^\]]*\])?\s*=[^=]")
+    hits = [f"{path.name}: {line.strip()}"
+            for path in pathlib.Path(optim.__file__).parent.glob("*.py")
+            for line in path.read_text().splitlines()
+            if pattern.search(line.replace("torch.sign(", "torch_sign("))]
+    assert hits == []

@@ -100,6 +100,7 @@ def _train_pair(compact, dense, oc, od, steps, x, y, check=None):
 
 BASELINES = {
     "static": (lambda m: StaticSparse(m, lr=0.1, seed=5), 0),
+    "rigl": (lambda m: RigL(m, lr=0.1, update_every=3, drop_fraction=0.3, t_end=50, seed=5), 700),
     "set": (lambda m: SET(m, lr=0.1, update_every=3, drop_fraction=0.3, seed=5), 1000),
     "magnitude": (lambda m: MagnitudePruning(m, lr=0.1, prune_at=10, prune_events=3,
                                              prune_every=10, k=[40, 200], start="mask", seed=5),
@@ -112,8 +113,9 @@ BASELINES = {
 @pytest.mark.parametrize("method", sorted(BASELINES))
 def test_baselines_make_the_same_choices_and_weights_on_compact_and_full_size_layers(method):
     """Static mask, SET (growth on the rejection path, layer 1: 5% active, and the listing
-    path, layer 2: 90% active), magnitude pruning and L1 shrinkage from the layers' mask: 60
-    steps, identical events and weights (signs may flip: these methods train w directly)."""
+    path, layer 2: 90% active), RigL (compact layers: the dense gradient's top-k block by
+    block), magnitude pruning and L1 shrinkage from the layers' mask: 60 steps, identical
+    events and weights (signs may flip: these methods train w directly)."""
     make, min_turnover = BASELINES[method]
     compact, dense = compact_pair((40, 50, 10), [100, 450], seed=3)
     g = torch.Generator().manual_seed(4)
@@ -129,6 +131,35 @@ def test_baselines_make_the_same_choices_and_weights_on_compact_and_full_size_la
     assert flips > 0 or method in ("l1", "magnitude")
     if method == "magnitude":
         assert [l.k for l in rewired_layers(compact)] == [40, 200]
+
+
+@pytest.mark.parametrize("block_rows", [1, 7, 30])
+def test_blockwise_dense_gradient_top_k_matches_the_whole_gradient(block_rows):
+    from deepr_engine.dense_grad import top_dense_grad
+    g = torch.Generator().manual_seed(0)
+    n_out, n_in = 30, 20
+    pairs = [(torch.randn(8, n_in, generator=g, dtype=torch.float64),
+              torch.randn(8, n_out, generator=g, dtype=torch.float64)) for _ in range(3)]
+    exclude = torch.randperm(n_out * n_in, generator=g)[:150].sort().values
+    dense = sum(go.t() @ x for x, go in pairs).abs().view(-1)
+    dense[exclude] = -1.0
+    want = torch.topk(dense, 40).indices
+    got = top_dense_grad(pairs, 40, n_out, n_in, exclude, block=block_rows * n_in)
+    assert torch.equal(got, want)
+
+
+def test_rigl_records_the_backward_pass_only_before_a_growth_step():
+    model = sparsify(nn.Sequential(nn.Linear(20, 10)), connectivity=0.3, compute="sparse")
+    layer = rewired_layers(model)[0]
+    opt = RigL(model, lr=0.1, update_every=3, t_end=7)
+    x, y = torch.randn(4, 20), torch.tensor([0, 1, 2, 3])
+    held = []
+    for _ in range(9):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        held.append(len(layer.__dict__["_record"] or []))
+        opt.step()
+    assert held == [0, 0, 1, 0, 0, 1, 0, 0, 0]  # steps 3 and 6 grow; none from t_end = 7 on
 
 
 @pytest.mark.parametrize("revive", ["uniform", "proportional"])
@@ -245,8 +276,6 @@ def test_sparse_mode_refuses_what_it_cannot_do_in_o_k():
         return sparsify(nn.Sequential(nn.Linear(20, 10)), connectivity=0.3, compute="sparse")
     with pytest.raises(ValueError, match="soft-Deep R moves every dormant theta"):
         SoftDeepR(model(), lr=0.1, alpha=1e-3, temperature=1e-3)
-    with pytest.raises(ValueError, match="RigL does not support compute='sparse'.*dense gradient"):
-        RigL(model(), lr=0.1)
     with pytest.raises(ValueError, match="Dense does not support compute='sparse'"):
         Dense(model(), lr=0.1)
     with pytest.raises(ValueError, match="cannot start dense"):

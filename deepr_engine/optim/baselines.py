@@ -197,12 +197,13 @@ class SET(MaskedTraining):
 
 class RigL(MaskedTraining):
     """Drop the smallest |w|, regrow where the dense gradient is largest; the drop fraction is
-    cosine-annealed to 0 at t_end."""
+    cosine-annealed to 0 at t_end.
 
-    SPARSE_REFUSAL = ("it regrows where |dE/dw| of the dense gradient is largest over all "
-                      "positions, and a compact layer's backward computes the gradient of its "
-                      "active connections only (a blockwise dense-gradient top-k from the saved "
-                      "input and output gradient is not implemented)")
+    On compact layers the dense gradient is never stored: before each growth step the layers
+    record the backward pass's input and output gradient, and the largest |dE/dw| is found
+    row block by row block (dense_grad.py; memory O(K + one block))."""
+
+    SPARSE_REFUSAL = None
 
     HYPER = SET.HYPER | declare(Hyper(
         "t_end", 0, 1, 10**12, "RigL: no mask updates from this step on", scale="int",
@@ -213,6 +214,28 @@ class RigL(MaskedTraining):
                  drop_fraction: float = 0.3, t_end: int = 10_000, **kw):
         super().__init__(model, lr, update_every=update_every, drop_fraction=drop_fraction,
                          t_end=t_end, **kw)
+        self._record_next()
+
+    def _record_next(self) -> None:
+        """The layers keep what the dense gradient needs during the next step's backward
+        pass only when that step updates the mask."""
+        t = self.step_count + 1
+        on = t % self.hyper("update_every") == 0 and t < self.hyper("t_end")
+        for layer in self.layers:
+            layer.record_dense_grad(on)
+
+    def step(self, closure=None):
+        loss = super().step(closure)
+        self._record_next()
+        return loss
+
+    def set(self, **hyper) -> None:
+        super().set(**hyper)
+        self._record_next()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._record_next()
 
     def fraction_at(self, t: int) -> float:
         """Cosine annealing of the drop fraction (Evci et al. 2020), 0 from t_end on."""
