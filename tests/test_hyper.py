@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deepr_engine.hyper import Hyper, declare
-from deepr_engine.optim import SET, StaticSparse
+from deepr_engine.optim import RigL, StaticSparse
 from deepr_engine.run import registry, selection, sweep
 from deepr_engine.run.cli import build_parser
 from deepr_engine.run.cli import main as cli_main
@@ -86,6 +86,18 @@ def test_a_shared_setting_must_be_declared_alike():
     with pytest.raises(ValueError, match="alpha is declared differently by deepr"):
         registry.register(registry.Algorithm("other", "Other", Other))
     assert "other" not in registry.names()
+
+
+def test_an_old_style_registration_is_refused_with_what_to_do():
+    from deepr_engine import validate
+
+    class Plain(StaticSparse):
+        HYPER = {"damping": lambda v: validate.finite("damping", v, low=0.0)}
+    with pytest.raises(TypeError, match="must be deepr_engine.hyper.Hyper declarations"):
+        registry.register(registry.Algorithm("plain", "Plain", Plain))
+    with pytest.raises(TypeError, match="4th argument is `extra`"):
+        registry.register(registry.Algorithm("plain", "Plain", StaticSparse, {"drop_fraction": "x"}))
+    assert "plain" not in registry.names()
 
 
 def test_a_declaration_checks_its_range_and_zero_means_auto_only_in_a_config():
@@ -179,15 +191,16 @@ def test_bad_trial_specs_are_error_rows_and_the_good_trials_run(tmp_path, monkey
             sink(key, {"status": "ok", "val_acc": 0.5, "val_loss": 1.0})
     monkeypatch.setattr(sweep.ray_exec, "run_on_ray", fake)
     rows = sweep.run_trials([good, unknown, foreign, not_a_config, "nonsense"],
-                            ["alpha", "frob"], tmp_path, progress=False)
+                            ["alpha", "frob", "drop_fraction"], tmp_path, progress=False)
+    # the Deep R trial labelled with SET's drop_fraction runs (its config is fine: the same
+    # as `good`, so one run) and its row leaves drop_fraction empty
     assert len(ran) == 1 and ran[0] == good.config.to_dict()
-    assert [r["status"] for r in rows] == ["ok", "error", "error", "error", "error"]
+    assert [r["status"] for r in rows] == ["ok", "error", "error", "error"]
     notes = [r["note"] for r in rows[1:]]
     assert "swept field 'frob' is not a config field" in notes[0]
-    assert "drop_fraction is a setting of SET, RigL, not of Deep R" in notes[1]
-    assert "config must be a RunConfig, got dict" in notes[2]
-    assert "not a sweep Trial: str" in notes[3]
-    assert len(sweep.read_results(tmp_path)) == 5
+    assert "config must be a RunConfig, got dict" in notes[1]
+    assert "not a sweep Trial: str" in notes[2]
+    assert rows[0]["frob"] == rows[0]["drop_fraction"] == "" and len(sweep.read_results(tmp_path)) == 4
 
 
 def test_ties_on_validation_go_to_lower_loss_then_trial_order():
@@ -260,13 +273,15 @@ def test_url_connectivity_that_does_not_fit_the_hidden_sizes_falls_back_to_one_v
 
 
 def test_compute_sparse_follows_the_optimizers_sparse_refusal(monkeypatch):
+    import re
     base = preset("digits-demo").replace(hidden=[16], connectivity=[0.3])
     assert base.replace(compute="sparse").compute == "sparse"     # Deep R: SPARSE_REFUSAL is None
-    with pytest.raises(ValueError, match=r"compute 'sparse' does not work with algorithm set \(SET\): "
-                                         r"it reads full-size state"):
-        base.replace(compute="sparse", algorithm="set")
-    monkeypatch.setattr(SET, "SPARSE_REFUSAL", None)
-    assert base.replace(compute="sparse", algorithm="set").algorithm == "set"
+    assert RigL.SPARSE_REFUSAL is not None
+    with pytest.raises(ValueError, match=re.escape("compute 'sparse' does not work with algorithm rigl "
+                                                   f"(RigL): {RigL.SPARSE_REFUSAL}")):
+        base.replace(compute="sparse", algorithm="rigl")
+    monkeypatch.setattr(RigL, "SPARSE_REFUSAL", None)   # the class attribute decides, nothing else
+    assert base.replace(compute="sparse", algorithm="rigl").algorithm == "rigl"
     with pytest.raises(ValueError, match="needs model mlp, global_k off and gradient sgd"):
         base.replace(compute="sparse", gradient="adam")
 

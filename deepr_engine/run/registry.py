@@ -149,6 +149,14 @@ def _agree(a: Hyper, b: Hyper) -> bool:
 def register(algorithm: Algorithm) -> Algorithm:
     """Add a method. A setting it shares with another method or the run (same RunConfig field)
     must be declared alike (default, range, type); a core field cannot be redeclared."""
+    if not callable(algorithm.extra) or isinstance(algorithm.extra, dict):
+        raise TypeError(f"{algorithm.name}: Algorithm's 4th argument is `extra` (a function of "
+                        "config and layers); a method's hyperparameters are declared in its "
+                        "optimizer's HYPER with deepr_engine.hyper.Hyper, not mapped here")
+    plain = [n for n, h in algorithm.optimizer.HYPER.items() if not isinstance(h, Hyper)]
+    if plain:
+        raise TypeError(f"{algorithm.name}: {algorithm.optimizer.__name__}.HYPER entries {plain} "
+                        "must be deepr_engine.hyper.Hyper declarations (default, range, help)")
     core = {h.key for h in CORE}
     for h in algorithm.hypers:
         if h.key in core:
