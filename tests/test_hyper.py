@@ -292,3 +292,35 @@ def test_a_config_saved_before_newer_fields_still_loads():
         old.pop(newer)
     cfg = RunConfig.from_dict(old)
     assert cfg.val_fraction == 0.0 and cfg.compute == "dense" and cfg.alpha == 1e-3
+
+
+def test_resume_refuses_a_live_flag_without_effect(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["train", "--preset", "digits-demo", "--steps", "5", "--quiet", "--out", str(out)]) == 0
+    assert cli_main(["train", "--resume", str(out), "--steps", "5", "--quiet", "--drop-fraction", "0.5"]) == 2
+    assert "--drop-fraction: no effect here: drop_fraction is a setting of SET, RigL" in capsys.readouterr().err
+    assert cli_main(["train", "--resume", str(out), "--steps", "5", "--quiet", "--noise-scale", "1e-3",
+                     "--temperature", "1e-5"]) == 2
+    assert "--temperature: no effect here: noise_scale 0.001 > 0" in capsys.readouterr().err
+    assert cli_main(["train", "--resume", str(out), "--steps", "5", "--quiet", "--temperature", "1e-5"]) == 0
+
+
+def test_the_sweep_page_warns_when_the_best_value_is_on_the_edge(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app.routes import sweep as page
+    out = tmp_path / "20250101-000000"
+    trials = sweep.build_trials(preset("digits-demo"), {"lr": [0.01, 0.1, 0.5]})
+    res = sweep.ResultsFile(out, ["lr"])
+    for t, acc in zip(trials, (0.5, 0.7, 0.9)):
+        res.add(t.swept | {"seed": 0, "key": t.key, "status": "ok", "val_acc": acc, "val_loss": 1.0,
+                           "test_acc": acc, "connectivity": 0.2, "turnover": 1.0, "seconds": 1.0})
+    sweep._write_json(out / "trials.json", {t.key: t.config.to_dict() for t in trials})
+    sweep._write_json(out / "sweep.json", {"preset": "digits-demo",
+                                           "ranges": sweep.ranges_of({"lr": [0.01, 0.1, 0.5]}, {})})
+    monkeypatch.setattr(page, "SWEEPS", tmp_path)
+    at = AppTest.from_string("from app.routes.sweep import render\nrender()\n", default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("lr's best value (0.5) is at the top of its range [0.01, 0.5]: widen it" in w.value
+               for w in at.warning)

@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             session = checkpoint.load(ckpt)
             live = {k: v for k, v in overrides.items() if k not in ("steps",)}
             if live:
+                _refuse_idle(session.config.replace(**live), live)
                 session.set_hyperparams(**live)
             steps = overrides.get("steps", session.config.steps)   # steps added to the run
         else:

@@ -123,8 +123,8 @@ class Algorithm:
     @property
     def controls(self) -> list[str]:
         """The live controls the app shows for this method (besides K), in display order."""
-        own = [h.key for h in self.hypers if h.live and h.label and h.scale in CONTROL_SCALES]
-        core = [h.key for h in CORE if h.live and h.label and h.scale in CONTROL_SCALES]
+        own = [h.key for h in self.hypers if _control(h, False)]
+        core = [h.key for h in CORE if _control(h, True)]
         return list(dict.fromkeys(core + own))
 
     def hyper(self, cfg: RunConfig, lr: float | None = None) -> dict:
@@ -136,6 +136,12 @@ class Algorithm:
         from ..layers import rewired_layers
         return self.optimizer(model, lr=cfg.lr, gradient=cfg.gradient, seed=cfg.seed,
                               **self.hyper(cfg), **self.extra(cfg, rewired_layers(model)))
+
+
+def _control(h: Hyper, core: bool) -> bool:
+    """A live control in the app: a method's live setting on a control scale; a run-wide one
+    only when it has a label (lr, batch size)."""
+    return h.live and h.scale in CONTROL_SCALES and (bool(h.label) or not core)
 
 
 REGISTRY: dict[str, Algorithm] = {}
@@ -248,8 +254,8 @@ class _Controls(Mapping):
     method registered later adds its own)."""
 
     def _all(self) -> dict[str, Hyper]:
-        return {k: h for k, h in declarations().items() if h.live and h.label
-                and h.scale in CONTROL_SCALES}
+        core = {h.key for h in CORE}
+        return {k: h for k, h in declarations().items() if _control(h, k in core)}
 
     def __getitem__(self, key):
         return self._all()[key]
