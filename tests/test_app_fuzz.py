@@ -11,14 +11,15 @@ Invariants after every rule:
 - a bad value shows a message beside its field (checked in the rule) and the run is kept.
 
 CI runs FUZZ_EXAMPLES sequences (default 4) of up to FUZZ_STEPS actions with a fixed seed
-(derandomised, so a CI failure repeats). A longer run is one command:
+(derandomised, so a CI failure repeats). A longer run is one command
+(another seed, and FUZZ_SHRINK=1 to shrink a failure to a short sequence, which takes minutes):
     FUZZ_EXAMPLES=40 FUZZ_STEPS=25 FUZZ_SEED=7 python3 -m pytest -q tests/test_app_fuzz.py
 """
 import os
 import re
 
 import pytest
-from hypothesis import HealthCheck, settings, seed as hyp_seed
+from hypothesis import HealthCheck, Phase, settings, seed as hyp_seed
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -32,11 +33,13 @@ from streamlit.testing.v1 import AppTest
 from app.routes.run_views import VIEWS
 from app.state import describe
 
-pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
 STEPS = int(os.environ.get("FUZZ_STEPS", "10"))
 SEED = os.environ.get("FUZZ_SEED")  # unset: derandomised (CI); set: that seed
+# each action is a rerun of the page (some start a training process): up to 20 s each on a busy
+# 2-core machine, and the suite's 300 s per test would cut a longer run short
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(max(300, 20 * EXAMPLES * (STEPS + 1)))]
 
 # hidden sizes a user may type: good ones, and ones refused for a reason the message names
 HIDDEN_GOOD = ["8", "16,8", "12,6,4"]
@@ -173,14 +176,17 @@ class Dashboard(RuleBasedStateMachine):
         if self._exact_k():
             assert [l.k for l in self.s.frame.layers] == k_before
 
-    @rule(data=st.data())
-    def move_a_live_slider(self, data):
+    @rule(which=st.integers(0, 99), where=st.integers(0, 999))
+    def move_a_live_slider(self, which, where):
+        """Any live select-slider to any of its values (drawn as indices, so that what is drawn
+        does not depend on the page: replays draw the same)."""
         sliders = [x for x in self.at.select_slider if x.key and x.key.endswith(str(self.g))
                    and not x.key.startswith("speed")]
         if not sliders:
             return
-        x = data.draw(st.sampled_from(sliders))
-        x.set_value(data.draw(st.sampled_from(list(x.options))))
+        x = sliders[which % len(sliders)]
+        label = list(x.options)[where % len(x.options)]  # options are the formatted labels
+        x.set_value(int(label) if label.lstrip("-").isdigit() else float(label))
         self.rerun()
 
     @precondition(lambda self: any(x.key == f"conn0_{self.g}" for x in self.at.slider))
@@ -277,5 +283,9 @@ class Dashboard(RuleBasedStateMachine):
 
 Dashboard.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, derandomize=SEED is None,
-    suppress_health_check=list(HealthCheck), print_blob=True, database=None)
+    suppress_health_check=list(HealthCheck), print_blob=True, database=None,
+    # every action is a rerun of the page (and some a new training process): shrinking a long
+    # sequence takes many minutes, so it runs only when asked (FUZZ_SHRINK=1)
+    phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    + ([Phase.shrink] if os.environ.get("FUZZ_SHRINK") == "1" else []))
 TestDashboard = Dashboard.TestCase if SEED is None else hyp_seed(int(SEED))(Dashboard.TestCase)
