@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deepr_engine.hyper import Hyper, declare
-from deepr_engine.optim import RigL, StaticSparse
+from deepr_engine.optim import StaticSparse
 from deepr_engine.run import registry, selection, sweep
 from deepr_engine.run.cli import build_parser
 from deepr_engine.run.cli import main as cli_main
@@ -272,16 +272,22 @@ def test_url_connectivity_that_does_not_fit_the_hidden_sizes_falls_back_to_one_v
     assert cfg.connectivity == preset("digits-demo").connectivity and "URL parameter conn" in ui.errors[0]
 
 
+class FullSizeOnly(StaticSparse):
+    SPARSE_REFUSAL = "toy: it reads every dormant weight"
+
+
 def test_compute_sparse_follows_the_optimizers_sparse_refusal(monkeypatch):
-    import re
     base = preset("digits-demo").replace(hidden=[16], connectivity=[0.3])
     assert base.replace(compute="sparse").compute == "sparse"     # Deep R: SPARSE_REFUSAL is None
-    assert RigL.SPARSE_REFUSAL is not None
-    with pytest.raises(ValueError, match=re.escape("compute 'sparse' does not work with algorithm rigl "
-                                                   f"(RigL): {RigL.SPARSE_REFUSAL}")):
-        base.replace(compute="sparse", algorithm="rigl")
-    monkeypatch.setattr(RigL, "SPARSE_REFUSAL", None)   # the class attribute decides, nothing else
-    assert base.replace(compute="sparse", algorithm="rigl").algorithm == "rigl"
+    registry.register(registry.Algorithm("full-only", "Full only", FullSizeOnly))
+    try:
+        with pytest.raises(ValueError, match=r"compute 'sparse' does not work with algorithm full-only "
+                                             r"\(Full only\): toy: it reads every dormant weight"):
+            base.replace(compute="sparse", algorithm="full-only")
+        monkeypatch.setattr(FullSizeOnly, "SPARSE_REFUSAL", None)   # the class attribute decides
+        assert base.replace(compute="sparse", algorithm="full-only").algorithm == "full-only"
+    finally:
+        registry.unregister("full-only")
     with pytest.raises(ValueError, match="needs model mlp, global_k off and gradient sgd"):
         base.replace(compute="sparse", gradient="adam")
 
