@@ -22,7 +22,7 @@ function createState(parent, key) {
   const S = {
     key, root, charts: {}, chartNames: [], series: {}, changes: [], meta: { n_layers: 0, tracked_layer: [], theta_min: null },
     metrics: {}, step: 0, seq: -1, framesApplied: 0, lastBytes: 0, lastKind: "", resyncs: 0, resyncAsked: -1,
-    resyncAt: 0, bytesApplied: 0, lastOps: {}, opsLog: [], appends: {}, rewrites: {}, theme: "light", themeSetting: "auto",
+    resyncAt: 0, bytesApplied: 0, lastOps: {}, appends: {}, rewrites: {}, theme: "light", themeSetting: "auto",
     pal: null, palettes: null, height: 240, columns: 1, scale: "sqrt", scaleSetting: null, pace: "pull",
     minInterval: 100, lastReport: 0, reportTimer: 0, reportedSeq: -1, setStateValue: null, applyMs: 0,
     drawMs: 0, font: "sans-serif",
@@ -41,7 +41,6 @@ function createState(parent, key) {
     get applyMs() { return S.applyMs; },
     get drawMs() { return S.drawMs; },
     get counts() { return { appends: { ...S.appends }, rewrites: { ...S.rewrites } }; },
-    opsLog: () => S.opsLog.slice(),
     // a series as the page holds it: steps and rows of values (NaN as null)
     series: (name) => {
       const s = S.series[name];
@@ -203,8 +202,6 @@ function applyMessage(S, h, a, bytes, t0) {
     if (S.inconsistent) resync(S, h);
   }
   S.lastOps = ops;
-  S.opsLog.push({ seq: S.seq, kind: h.kind, ops });
-  if (S.opsLog.length > 100) S.opsLog.shift();
   S.framesApplied++;
   S.lastBytes = bytes;
   S.bytesApplied += bytes;

@@ -43,7 +43,7 @@ function createState(parent, key) {
     theme: "light", themeSetting: "auto", pal: null, palettes: null, height: 420,
     probeSteps: 20, fadeBudget: { death: 16, added: 16, probe: 12 },
     pace: "timer", minInterval: 100, reportEvery: 1000, lastReport: 0, reportTimer: 0,
-    applyMs: 0, setStateValue: null, applyTimes: [], log: [], animMs: 0, animFrames: 0, applyTotalMs: 0, waitMs: [],
+    applyMs: 0, setStateValue: null,
   };
   S.api = {
     get framesApplied() { return S.framesApplied; },
@@ -56,17 +56,12 @@ function createState(parent, key) {
     get resyncs() { return S.resyncs; },
     get fading() { return S.anims.length; },
     get applyMs() { return S.applyMs; },
-    // browser time this canvas has used (ms): applying frames, and drawing fades
-    get waitMs() { return S.waitMs.slice(); },
-    get cost() { return { applyMs: S.applyTotalMs, animMs: S.animMs, animFrames: S.animFrames }; },
     hasEdge: (layer, pos) => !!(S.edges[layer] && S.edges[layer].has(pos)),
     weight: (layer, pos) => (S.edges[layer] ? S.edges[layer].get(pos) : undefined),
     edges: () => S.edges.map((m) => Array.from(m.keys()).sort((a, b) => a - b)),
     dead: () => Array.from(S.dead).sort((a, b) => a - b),
     rates: () => rates(S, performance.now()),
     edgeAt: (x, y) => { const h = nearestEdge(S, x, y); return h && describe(S, h); },
-    log: () => S.log.slice(),
-    layoutInfo: () => S.xy && { nodes: S.xy.length / 2, xy: Array.from(S.xy), columns: S.colX },
   };
   window.__deeprGraph = window.__deeprGraph || {};
   window.__deeprGraph[key] = S.api;
@@ -115,7 +110,6 @@ function placeNodes(S) {
   const xy = new Float32Array(2 * n);
   S.offsets = [];
   let off = 0, x0 = pad, span = W - 2 * pad;
-  S.colX = [];
   S.radius = [];
   for (let c = 0; c < L.sizes.length; c++) {
     S.offsets.push(off);
@@ -130,7 +124,6 @@ function placeNodes(S) {
       }
       x0 = pad + cell * gw;
       span = W - pad - x0;
-      S.colX.push(x0);
       S.radius.push(Math.max(1, Math.min(4, cell * 0.3)));
     } else {
       const x = x0 + L.x[c] * span;
@@ -139,7 +132,6 @@ function placeNodes(S) {
         xy[2 * (off + i)] = x;
         xy[2 * (off + i) + 1] = size === 1 ? top + ih / 2 : top + i * step;
       }
-      S.colX.push(x);
       S.radius.push(Math.max(1, Math.min(4, step * 0.35 || 4)));
     }
     off += size;
@@ -230,11 +222,6 @@ function kick(S) {
 }
 
 function drawAnim(S, now) {
-  const t0 = performance.now();
-  try { drawAnimInner(S, now); } finally { S.animMs += performance.now() - t0; S.animFrames++; }
-}
-
-function drawAnimInner(S, now) {
   const ctx = S.anim.getContext("2d");
   ctx.setTransform(S.dpr, 0, 0, S.dpr, 0, 0);
   ctx.clearRect(0, 0, S.w, S.h);
@@ -434,8 +421,6 @@ export default function (component) {
 
 function applyMessage(S, h, a, bytes, t0) {
   // one message (full or delta), from Streamlit or from the feed
-  S.log.push([h.seq, h.deltas ? h.deltas.map((d) => d.base) : null, h.kind, Math.round(t0)]);
-  if (S.log.length > 200) S.log.shift();
   const now = performance.now();
   if (h.kind === "full") {
     applyFull(S, h, a, now);
@@ -458,10 +443,5 @@ function applyMessage(S, h, a, bytes, t0) {
   S.lastAnim = now;
   renderCounters(S);
   S.applyMs = performance.now() - t0;
-  S.applyTotalMs += S.applyMs;
-  if (S.pace === "pull" && S.lastReport) S.waitMs.push(t0 - S.lastReport);  // ask -> frame here
-  if (S.waitMs.length > 50) S.waitMs.shift();
-  S.applyTimes.push(performance.now());
-  if (S.applyTimes.length > 50) S.applyTimes.shift();
   if (!S.feed) scheduleReport(S, h.playing, true);
 }
