@@ -128,7 +128,7 @@ class DashboardState:
             return view
 
     def with_trail(self, fn):
-        """fn(trail) while no frame is taken (the feed adds to the trail from a server thread)."""
+        """fn(trail) under the lock (the feed adds to the trail from a server thread)."""
         with self._lock:
             return fn(self.trail)
 

@@ -2,7 +2,9 @@
 
 Series keep the whole history at progressively coarser resolution: when a series is full,
 neighbouring points are merged and its stride doubles, so a 1,000,000-step run still has its
-start, middle and end, in at most `capacity` points.
+start, middle and end, in at most `capacity` points. The rewiring events themselves (which
+positions were pruned and revived) are kept for the last EVENT_STEPS records only, in a ring
+with sequence numbers that any number of readers read from their own cursors (EventRing).
 """
 from __future__ import annotations
 
