@@ -162,6 +162,10 @@ def test_a_mixed_sweep_varies_a_setting_only_where_it_acts_and_rows_show_only_ow
     with open(tmp_path / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["algorithm"], r["drop_fraction"]) for r in rows] == [("deepr", ""), ("set", "0.1"), ("set", "0.5")]
+    from app.routes import sweep as page   # the Sweep page counts the trials that run
+    args = page.sweep_args("digits-demo", 5, 1, 1, [{"field": "algorithm", "mode": "grid", "values": "deepr,set"},
+                                                    {"field": "drop_fraction", "mode": "grid", "values": "0.1,0.5"}])
+    assert page.n_trials(args) == 3
 
 
 def test_paper_mnist_temperature_control_is_disabled_with_the_reason():

@@ -104,12 +104,15 @@ def sweep_args(preset_name: str, steps: int, seeds: int, samples: int, space: li
 
 
 def n_trials(args: list[str]) -> int:
+    """How many trials the command runs (a setting without effect in a trial is not varied
+    there, so this can be less than the product of the value counts)."""
     from deepr_engine.run.cli import build_parser
     ns = build_parser().parse_args(["sweep", *args])
-    n = ns.seeds * (ns.samples or 1)
-    for spec in ns.grid:
-        n *= len(engine.parse_grid(spec)[1])
-    return n
+    grid = dict(engine.parse_grid(spec) for spec in ns.grid)
+    rand = dict(engine.parse_random(spec) for spec in ns.random)
+    base = preset(ns.preset) if ns.steps is None else preset(ns.preset).replace(steps=ns.steps)
+    samples = ns.samples if ns.samples is not None else (8 if rand else 0)
+    return len(engine.build_trials(base, grid, rand, samples, ns.seeds))
 
 
 # -- reading a sweep folder ----------------------------------------------------------------------------
