@@ -148,6 +148,8 @@ def test_settings_without_effect_are_named_with_the_reason(capsys):
                            samples=2)
     assert cli_main(["sweep", "--preset", "digits-demo", "--grid", "drop_fraction=0.1,0.3"]) == 2
     assert "has no effect in any trial" in capsys.readouterr().err
+    assert cli_main(["sweep", "--preset", "digits-demo", "--drop-fraction", "0.2"]) == 2
+    assert "--drop-fraction: no effect here" in capsys.readouterr().err
 
 
 def test_a_mixed_sweep_varies_a_setting_only_where_it_acts_and_rows_show_only_own_fields(tmp_path, monkeypatch):

@@ -217,7 +217,9 @@ def _sweep(args, argv) -> int:
     if args.asha and args.executor == "tasks":
         raise UsageError("--asha needs --executor tune (or auto)")
     base = preset(args.preset).replace(**overrides)
-    _refuse_idle(base, {k: v for k, v in overrides.items() if k not in grid and k not in rand})
+    swept_algs = [registry.get(a) for a in grid.get("algorithm", [])]
+    _refuse_idle(base, {k: v for k, v in overrides.items() if k not in grid and k not in rand
+                        and not any(k in a.keys for a in swept_algs)})   # used by a swept method
     if "val_fraction" in overrides and overrides["val_fraction"] == 0:
         raise UsageError("--val-fraction must be in (0, 0.5] in a sweep: trials are selected on validation")
     trials = sweep.build_trials(base, grid, rand, samples, args.seeds, args.sample_seed)
