@@ -84,7 +84,7 @@ CORE: tuple[Hyper, ...] = (
 NOISE_SCALE = Hyper("noise_scale", 0.0, 0.0, 100.0, "> 0: T = lr * noise_scale^2 / 2, tracking "
                     "lr (the reference script's g); overrides temperature", label="Noise scale g",
                     floor=1e-8)
-THETA_MIN = Hyper("theta_min", 0.0, -1000.0, 0.0, "soft-Deep R's floor for theta (< 0; 0 = the "
+THETA_MIN = Hyper("theta_min", 0.0, -1e6, 0.0, "soft-Deep R's floor for theta (< 0; 0 = the "
                   "rule of thumb -T(1-p0)/(alpha p0)); the stationary mean of an active theta is "
                   "T/alpha", scale="number", label="theta_min")
 CONTROL_SCALES = ("log", "int", "fraction", "number")

@@ -10,6 +10,11 @@ same trials and a re-run with the same `out` skips the ones results.csv already 
 is keyed by its whole config, seed included). Ray only executes them: locally on this machine's
 cores by default, or on an existing cluster with `address`; as plain Ray tasks (least overhead
 per trial) or, for ASHA early stopping, as Ray Tune trials that report every tenth of their steps.
+
+A swept field that has no effect in a trial (another method's setting, temperature while
+noise_scale sets the noise) is not varied in it, and refused when it acts in no trial. The best
+trial (`best_row`) is the `ok` row with the highest val_acc; ties go to the lower val_loss, then
+to the earlier trial. `edge_warnings` says when the best value sits on the edge of its range.
 """
 from __future__ import annotations
 
