@@ -66,6 +66,13 @@ def test_a_new_hyperparameter_is_one_declaration_everywhere(leaky, capsys):
     assert q["lk"] == "0.25" and "zeta" not in q and "T" not in q
     back, ui = from_query(q)
     assert not ui.errors and back.algorithm == leaky and back.leak == 0.25
+    back, ui = from_query({"algo": "deepr", "lk": "0.2"})
+    assert back.algorithm == "deepr" and ui.errors == ["URL parameter lk: leak is a setting of Leaky, not of Deep R"]
+    from app.urlstate import compare_from_query, compare_to_query, run_config
+    base, specs, ui = compare_from_query({"runs": "deepr,leaky", "r1_lk": "0.3", "r0_lk": "0.3"})
+    assert specs[1].overrides == {"leak": 0.3} and run_config(base, specs[1]).leak == 0.3
+    assert specs[0].overrides == {} and ui.errors == ["URL parameter r0_lk: leak is a setting of Leaky, not of Deep R"]
+    assert compare_to_query(base, specs, ui)["r1_lk"] == "0.3"
     # app controls and the sweep
     assert registry.get(leaky).controls == ["lr", "batch_size", "leak"]
     assert registry.CONTROLS["leak"].label == "Leak"
