@@ -1,7 +1,9 @@
 """The app: page logic with Streamlit's AppTest, the pure chart and URL code directly, and the
 flows that need a browser (preset switch, upload of another setup's checkpoint, reload) in
 Playwright + Debian's chromium (marked `browser`)."""
+import html
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +29,12 @@ def app(query: dict | None = None) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def shown(elements) -> list[str]:
+    """The messages as the page shows them (app/text.py writes user text as character
+    references with invisible joiners, so that it shows character for character)."""
+    return [html.unescape(e.value).replace("\u2060", "") for e in elements]
 
 
 def state(at):
@@ -113,9 +121,9 @@ def test_exact_k_updates_sliders_and_captions_in_the_same_rerun(closing):
     g = state(at).gen
     ks = view(at).hyperparams["k"]
     at.text_input(key=f"ktext{g}").input("5,nope,3").run()
-    assert any("K: comma-separated" in e.value for e in at.error)
+    assert any("K: comma-separated" in e for e in shown(at.error))
     at.text_input(key=f"ktext{g}").input("999999,1,1").run()
-    assert any("k[0]" in e.value for e in at.error)
+    assert any("k[0]" in e for e in shown(at.error))
     assert view(at).hyperparams["k"] == ks
     at.text_input(key=f"ktext{g}").input("100,50,40").run()
     f = view(at)
@@ -139,7 +147,7 @@ def test_preset_switch_gives_exactly_that_preset_and_a_failed_one_keeps_the_sele
     assert shown == {"dataset": "spiral", "hidden": ",".join(map(str, p.hidden)), "algorithm": p.algorithm,
                      "seed": p.seed, "lr": p.lr}
     at.selectbox(key=f"preset{g}").set_value("paper-mnist").run()  # no MNIST files here
-    assert any("Setup not applied" in e.value for e in at.error)
+    assert any("Setup not applied" in e for e in shown(at.error))
     assert state(at).gen == g and view(at).config.dataset == "spiral"
     assert at.selectbox(key=f"preset{g}").value == "spiral-demo"
     at.selectbox(key=f"preset{g}").set_value("soft-deepr-mnist").run()
@@ -162,9 +170,28 @@ def test_url_sets_up_the_run_round_trips_and_stores_the_run_id(closing):
 def test_bad_url_values_show_errors_and_fall_back(closing):
     at = app({"lr": "-3", "preset": "nope", "T": "abc", "algo": "nope"})
     closing(at)
-    msgs = " ".join(e.value for e in at.error)
+    msgs = " ".join(shown(at.error))
     assert "lr" in msgs and "preset" in msgs and "T" in msgs and "algo" in msgs
     assert view(at).config.dataset == "digits"
+
+
+LINK = "[Your session expired - log in here](https://evil.example)"
+IMAGE = "![x](http://127.0.0.1:9/track.png)"
+
+
+def test_user_text_in_messages_is_shown_as_text(closing):
+    """URL values quoted in error messages are escaped (no link, no image in the page)."""
+    at = app({"preset": LINK, "hidden": IMAGE})
+    closing(at)
+    raw = [e.value for e in at.error]
+    assert any(LINK in m for m in shown(at.error)) and any(IMAGE in m for m in shown(at.error))
+    assert not any(LINK in m or "](" in m for m in raw)  # every bracket and colon escaped
+    from app.text import plain
+    for text in ("a_b *c* `d` $e$ :smile: www.x.org a@b.co <b>x</b> &amp; \\ # h", LINK, IMAGE):
+        out = plain(text)
+        assert html.unescape(out).replace("\u2060", "") == text  # the same characters shown
+        assert re.fullmatch(r"(?:[^!-/:-@\[-`{-~]|&#\d+;)*", out), out  # no Markdown syntax left
+        assert not re.search(r"https?:/|www\.\w|\w@\w", html.unescape(out))  # no bare address whole
 
 
 def test_reload_with_the_run_id_continues_and_a_gone_run_says_so(closing):
@@ -178,7 +205,7 @@ def test_reload_with_the_run_id_continues_and_a_gone_run_says_so(closing):
     gone = app(query(at) | {"run": "0" * 32})
     closing(gone)
     assert view(gone).step == 0 and state(gone).run.run_id != run_id
-    assert any("is gone" in i.value for i in gone.info)
+    assert any("is gone" in i for i in shown(gone.info))
 
 
 def test_loading_a_checkpoint_of_another_setup_continues_it(closing):
@@ -191,7 +218,7 @@ def test_loading_a_checkpoint_of_another_setup_continues_it(closing):
     at.run()
     f, g = view(at), state(at).gen
     assert f.step == 30 and f.config.dataset == "spiral" and f.config.seed == 7
-    assert any(i.value.startswith("loaded: step 30, Deep R on spiral") for i in at.info)
+    assert any(i.startswith("loaded: step 30, Deep R on spiral") for i in shown(at.info))
     assert at.selectbox(key=f"dataset{g}").value == "spiral" and at.number_input(key=f"seed{g}").value == 7
     assert not state(at).load(b"not a checkpoint")
     assert state(at).upload_error and view(at).step == 30
@@ -230,7 +257,7 @@ def test_a_dead_training_process_is_reported_and_can_be_started_again(closing):
     run.process.kill()
     run.process.join(5)
     at.run()
-    assert any("ended unexpectedly" in e.value for e in at.error)
+    assert any("ended unexpectedly" in e for e in shown(at.error))
     at.button(key="restart").click().run()
     assert state(at).run is not run and view(at).step == 0
 
@@ -265,8 +292,7 @@ def test_bad_setup_values_keep_the_run_and_say_why_beside_the_field(closing):
     for bad, why in (("32,abc", "comma-separated whole numbers"), ("5000,5000", "hidden[0]")):
         at.text_input(key=f"hidden{g}").input(bad).run()
         assert state(at).run.run_id == run_id and state(at).gen == g
-        assert any(e.value.startswith("hidden:") and why in e.value for e in at.sidebar.error), \
-            [e.value for e in at.error]
+        assert any(e.startswith("hidden:") and why in e for e in shown(at.sidebar.error)), shown(at.error)
         assert at.text_input(key=f"hidden{g}").value == "32,16"  # the field shows the run's value
     at.segmented_control(key=f"model{g}").set_value("mlp").run()
     assert not at.exception and view(at).config.model == "mlp" and view(at).config.hidden == [32, 16]
@@ -487,6 +513,24 @@ def _open(b, url, width=1400):
 def _sidebar_value(page, label):
     return page.locator(f'[data-testid="stSidebar"] [aria-label="{label}"], '
                         f'[data-testid="stSidebar"] input[aria-label="{label}"]').first
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_browser_user_text_in_a_message_is_no_link_and_no_image(browser_app):
+    from urllib.parse import quote
+    url, b = browser_app
+    requests = []
+    page = b.new_page(viewport={"width": 1400, "height": 1300})
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{url}/?preset={quote(LINK)}&hidden={quote(IMAGE)}")
+    page.wait_for_selector("#step-counter", timeout=90_000)
+    body = [t.replace("\u2060", "") for t in page.locator('[data-testid="stAlert"]').all_inner_texts()]
+    assert any(LINK in t for t in body) and any(IMAGE in t for t in body), body
+    assert page.locator('a[href*="evil.example"]').count() == 0
+    assert page.locator('img[src*="track.png"]').count() == 0
+    assert not any(r.startswith("http://127.0.0.1:9/") for r in requests)  # the image's host
+    page.close()
 
 
 @needs_chromium

@@ -18,6 +18,7 @@ from . import run_views
 from ..components import feed as live_feed
 from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
+from ..text import plain
 from ..urlstate import UISettings, to_query
 
 SLOW_TICK = 3.0      # s between heavy-view refreshes while playing
@@ -199,7 +200,7 @@ def setup_controls(s: DashboardState, view: RunView) -> None:
 
 def setup_error(where, errors: dict[str, str], field: str) -> None:
     if errors.get(field):
-        where.error(f"{field}: {errors[field]} (the run is kept)", icon=":material/error:")
+        where.error(plain(f"{field}: {errors[field]} (the run is kept)"), icon=":material/error:")
 
 
 def live_controls(s: DashboardState, view: RunView) -> None:
@@ -214,7 +215,7 @@ def live_controls(s: DashboardState, view: RunView) -> None:
         w.control(sb, field, value, key, on_live, (field, key), start=getattr(s.run.info.config, field))
     w.k_controls(sb, view, g, partial(on_conn, g), partial(on_k_text, g))
     if s.live_error:
-        sb.error(s.live_error)
+        sb.error(plain(s.live_error))
     sb.slider("Steps per frame", 1, 500, key=w.init(f"spf{g}", s.ui.steps_per_frame), on_change=on_speed, args=(g,),
               help=w.SPF_HELP)
     label = next((k for k, v in w.SPEEDS.items() if v == s.ui.max_steps_per_second), "unlimited")
@@ -234,7 +235,7 @@ def file_controls(s: DashboardState, view: RunView) -> None:
                      args=(s.gen,),
                      help="Continues the uploaded run with its own setup (safetensors; nothing is unpickled)")
     if s.upload_error:
-        sb.error(s.upload_error)
+        sb.error(plain(s.upload_error))
     sb.toggle("Developer info", key="debug", help="frame build time and the run's id")
 
 
@@ -381,12 +382,12 @@ def render() -> None:
     s = dashboard()
     if s.run is None:
         s.init_from_url(dict(st.query_params))
-    for msg in s.url_errors:
-        st.error(msg)
+    for msg in s.url_errors:  # messages quote what users typed or uploaded: shown as text
+        st.error(plain(msg))
     if s.notice:
-        st.info(s.notice)
+        st.info(plain(s.notice))
     if s.setup_error:
-        st.error(f"Setup not applied: {s.setup_error}")
+        st.error(plain(f"Setup not applied: {s.setup_error}"))
         s.setup_error = ""
     view = w.fetch_or_offer_restart(lambda: s.fetch(force=True), "this run's state is lost. "
                                     "Start it again from its setup.", "restart", on_reset)

@@ -16,6 +16,7 @@ from deepr_engine.run.views import RunView
 
 from ..charts import changes, figures
 from ..state import dashboard
+from ..text import plain
 
 VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
 SNAPSHOT_POSITIONS = 4_000_000  # full-size theta and sign: 64 MB through the pipe at most
@@ -116,7 +117,7 @@ def tracked(view: RunView) -> None:
     c2.text_input("Track these (layer:position, comma-separated)", key="track_text", placeholder="0:12, 1:40")
     c2.button("Track", key="track_apply", on_click=on_track)
     if st.session_state.get("track_error"):
-        c2.error(st.session_state["track_error"])
+        c2.error(plain(st.session_state["track_error"]))
 
 
 def change_log(view: RunView) -> None:
