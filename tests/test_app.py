@@ -74,7 +74,7 @@ def test_step_buttons_and_one_frame_per_rerun(closing):
     assert view(at).step == 10
     run, calls = state(at).run, []
     original = run.frame
-    run.frame = lambda: calls.append(1) or original()
+    run.frame = lambda **kw: calls.append(1) or original(**kw)
     at.button(key="step1").click().run()
     assert view(at).step == 11 and len(calls) == 1  # the page and its live fragment share it
     assert {m.label: m.value for m in at.metric}["Step"] == "11"
@@ -140,14 +140,14 @@ def test_preset_switch_gives_exactly_that_preset_and_a_failed_one_keeps_the_sele
     at.selectbox(key=f"preset{state(at).gen}").set_value("spiral-demo").run()
     f, g = view(at), state(at).gen
     assert f.config.to_dict() == preset("spiral-demo").to_dict()
-    shown = {"dataset": at.selectbox(key=f"dataset{g}").value, "hidden": at.text_input(key=f"hidden{g}").value,
-             "algorithm": at.selectbox(key=f"algorithm{g}").value, "seed": at.number_input(key=f"seed{g}").value,
-             "lr": at.select_slider(key=f"lr{g}").value}
+    fields = {"dataset": at.selectbox(key=f"dataset{g}").value, "hidden": at.text_input(key=f"hidden{g}").value,
+              "algorithm": at.selectbox(key=f"algorithm{g}").value, "seed": at.number_input(key=f"seed{g}").value,
+              "lr": at.select_slider(key=f"lr{g}").value}
     p = preset("spiral-demo")
-    assert shown == {"dataset": "spiral", "hidden": ",".join(map(str, p.hidden)), "algorithm": p.algorithm,
+    assert fields == {"dataset": "spiral", "hidden": ",".join(map(str, p.hidden)), "algorithm": p.algorithm,
                      "seed": p.seed, "lr": p.lr}
     at.selectbox(key=f"preset{g}").set_value("paper-mnist").run()  # no MNIST files here
-    assert any("Setup not applied" in e for e in shown(at.error))
+    assert any(e.startswith("preset:") and "mnist" in e.lower() for e in shown(at.sidebar.error)), shown(at.error)
     assert state(at).gen == g and view(at).config.dataset == "spiral"
     assert at.selectbox(key=f"preset{g}").value == "spiral-demo"
     at.selectbox(key=f"preset{g}").set_value("soft-deepr-mnist").run()

@@ -212,7 +212,8 @@ def live_controls(s: DashboardState, view: RunView) -> None:
         if field == "theta_min":
             value = view.config.theta_min
         key = f"{field}{g}"
-        w.control(sb, field, value, key, on_live, (field, key), start=getattr(s.run.info.config, field))
+        w.control(sb, field, value, key, on_live, (field, key), start=getattr(s.run.info.config, field),
+                  cfg=view.config)
     w.k_controls(sb, view, g, partial(on_conn, g), partial(on_k_text, g))
     if s.live_error:
         sb.error(plain(s.live_error))
