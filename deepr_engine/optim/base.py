@@ -11,7 +11,7 @@ from torch import nn
 
 from .. import validate
 from ..hyper import Hyper, declare
-from ..layers import Rewired, rewired_layers
+from ..layer_api import Rewired, rewired_layers
 
 GRADIENT_RULES = ("sgd", "momentum", "adam")
 
@@ -68,7 +68,8 @@ class RewiringOptimizer(torch.optim.Optimizer):
 
     HYPER: dict = {}  # the method's own hyperparameters: name -> check(value)
     # compute="sparse" layers (sparse.CompactLinear) store active connections only; a method
-    # that needs more (dormant theta, dense gradients) refuses them with this reason
+    # that needs more (dormant theta, every position active) refuses them with this reason;
+    # None: the method runs on them (RunConfig reads this)
     SPARSE_REFUSAL: str | None = ("it reads full-size state (dormant weights or dense "
                                   "gradients), which compact layers do not keep")
     SET_ONLY: tuple[str, ...] = ()  # what set() takes besides (K, targets), for the message
@@ -89,7 +90,7 @@ class RewiringOptimizer(torch.optim.Optimizer):
         self.sparse_compute = any(l.compute == "sparse" for l in layers)
         if self.sparse_compute and self.SPARSE_REFUSAL is not None:
             raise ValueError(f"{type(self).__name__} does not support compute='sparse' layers: "
-                             f"{self.SPARSE_REFUSAL}. Use compute='dense' for it, or DeepR.")
+                             f"{self.SPARSE_REFUSAL}. Use compute='dense' for it.")
         defaults = dict(lr=lr, gradient=gradient, momentum=momentum, betas=tuple(betas), eps=eps,
                         **hyper)
         self._check_hyper(defaults)
