@@ -50,7 +50,7 @@ class DashboardState:
     frame_ms: float = 0.0
     feed: live_feed.Feed | None = None   # the live views' frames over HTTP (components/feed.py)
     feed_gen: int = -1
-    feed_at: float = 0.0            # when the feed last took a frame (monotonic)
+    read_at: float = 0.0            # when `frame` was read from the run (monotonic)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # -- lifecycle (called from init and from callbacks) ----------------------------------------
@@ -115,6 +115,7 @@ class DashboardState:
         views'). `force` is accepted for old callers: every call asks the run."""
         with self._lock:  # the feed takes frames from a server thread
             self.frame = self.run.frame(events=False)
+            self.read_at = time.monotonic()
             return self.frame
 
     def for_fragment(self) -> RunView:
@@ -124,7 +125,7 @@ class DashboardState:
             view = self.run.frame(since=self.cursor, events=self.cursor is not None)
             self.cursor = view.events_cursor
             self.trail.add(view.layers)
-            self.frame = view
+            self.frame, self.read_at = view, time.monotonic()
             return view
 
     def with_trail(self, fn):
@@ -151,15 +152,13 @@ class DashboardState:
         with self._lock:
             if gen != self.gen:
                 raise RuntimeError("this tab started another run")
-            view = self.for_fragment()
-            self.feed_at = time.monotonic()
-            return view
+            return self.for_fragment()
 
     def recent_view(self, within: float = 2.0) -> RunView:
-        """The latest frame if the feed took it lately (one pipe round trip fewer), else a new
-        one without events."""
+        """The latest frame if it was read lately (by the feed, or by this rerun: one pipe round
+        trip fewer), else a new one without events."""
         with self._lock:
-            if self.frame is not None and time.monotonic() - self.feed_at < within:
+            if self.frame is not None and time.monotonic() - self.read_at < within:
                 return self.frame
             return self.fetch()
 

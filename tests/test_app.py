@@ -65,7 +65,9 @@ def closing():
 
 
 # -- dashboard ------------------------------------------------------------------------------
-def test_step_buttons_and_one_frame_per_rerun(closing):
+def test_step_buttons_and_the_reads_of_a_rerun(closing):
+    """A rerun reads the run twice (the page without events; the live views the events after
+    their cursor); neither read takes anything, so the second still sees every event."""
     at = app()
     closing(at)
     assert view(at).step == 0
@@ -74,9 +76,14 @@ def test_step_buttons_and_one_frame_per_rerun(closing):
     assert view(at).step == 10
     run, calls = state(at).run, []
     original = run.frame
-    run.frame = lambda **kw: calls.append(1) or original(**kw)
+    run.frame = lambda **kw: calls.append((kw, original(**kw))) or calls[-1][1]
     at.button(key="step1").click().run()
-    assert view(at).step == 11 and len(calls) == 1  # the page and its live fragment share it
+    assert view(at).step == 11 and len(calls) == 2
+    (page_kw, page), (live_kw, live) = calls
+    assert page_kw.get("events") is False and live_kw.get("since") is not None
+    assert page.step == live.step == 11 and live.events_complete
+    assert live.events_since == live_kw["since"] and live.events_cursor > live_kw["since"]  # step 11's
+    assert sum(len(l.pruned) + len(l.activated) for l in page.layers) == 0  # read without events
     assert {m.label: m.value for m in at.metric}["Step"] == "11"
 
 

@@ -190,6 +190,17 @@ def test_paper_mnist_temperature_control_is_disabled_with_the_reason():
     assert not alpha.disabled and "Disabled" not in alpha.help
 
 
+def test_a_live_change_without_effect_is_refused_and_changes_nothing():
+    from deepr_engine.run.session import TrainingSession
+    s = TrainingSession(preset("spiral-demo").replace(noise_scale=1e-3))
+    before = s.hyperparams()
+    with pytest.raises(ValueError, match="temperature: noise_scale 0.001 > 0 sets the noise"):
+        s.set_hyperparams(temperature=1e-4, alpha=1e-3)
+    assert s.hyperparams() == before and s.config.temperature == preset("spiral-demo").temperature
+    s.set_hyperparams(temperature=1e-4, noise_scale=0.0)  # effective once the noise is T's again
+    assert s.config.temperature == 1e-4 and s.hyperparams()["temperature"] == 1e-4
+
+
 # -- sweeps: bad specs, ties, edges ------------------------------------------------------------
 def test_bad_trial_specs_are_error_rows_and_the_good_trials_run(tmp_path, monkeypatch):
     good = sweep.build_trials(preset("digits-demo").replace(steps=5), {"alpha": [1e-4]})[0]

@@ -373,7 +373,8 @@ def keepalive() -> None:
     written again."""
     s = dashboard()
     w.heartbeat([s.run])
-    if s.fetch().playing != s.playing:  # played from another tab on this run: follow it
+    # played from another tab on this run: follow it (the page's own read counts when it is new)
+    if s.recent_view(within=1.0).playing != s.playing:
         st.rerun(scope="app")
     if s.frame is not None:
         sync_url(s, s.frame)

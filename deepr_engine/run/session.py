@@ -169,6 +169,17 @@ class TrainingSession:
         if unknown:
             raise ValueError(f"cannot change {unknown} live for {self.algorithm.label}; "
                              f"allowed: {', '.join(allowed)}")
+        # a setting without effect after this change (temperature while noise_scale sets the
+        # noise) is refused, not silently kept
+        plain = {k: v for k, v in changes.items() if k in self.config.to_dict()
+                 and k not in ("connectivity", "lr") and v is not None}
+        try:
+            after = self.config.replace(**plain)
+        except ValueError:
+            after = self.config  # _apply names the bad value
+        idle = [f"{k}: {why}" for k in changes if (why := after.idle(k))]
+        if idle:
+            raise ValueError("; ".join(idle))
         self._apply(changes, log=True)
 
     def _apply(self, changes: dict, log: bool) -> None:
