@@ -5,8 +5,8 @@ TrainingSession for the preset's step budget and prints:
 
 - established connections replaced per 100 steps: connections pruned after being active for at
   least ESTABLISHED steps (brief probes, revived and pruned again soon, are not counted), read
-  from the run's typed views (`snapshot().layers[i].pruned_age`, every event since the previous
-  view), per layer and in total, averaged over the run;
+  from the run's typed views (`snapshot(since=cursor).layers[i].pruned_age`, every event after
+  the previous view's cursor), per layer and in total, averaged over the run;
 - the test accuracy at the end.
 
     PYTHONPATH=. python benchmarks/demo_rewiring.py [--candidates] [--seeds 0,1] [--steps N]
@@ -41,7 +41,7 @@ CANDIDATES = [
 def measure(cfg, steps: int) -> dict:
     """Established connections replaced per 100 steps (per layer) and the final test accuracy."""
     s = TrainingSession(cfg)
-    s.snapshot(full=False)  # start the event window
+    cursor = s.snapshot(full=False, events=False).events_cursor  # events are read after it
     counts = np.zeros(len(s.layers), dtype=np.int64)
     probes = np.zeros(len(s.layers), dtype=np.int64)
     t0 = time.perf_counter()
@@ -51,7 +51,10 @@ def measure(cfg, steps: int) -> dict:
         if n == 0:
             break
         done += n
-        view = s.snapshot(full=False)
+        view = s.snapshot(full=False, since=cursor)
+        if not view.events_complete:
+            raise RuntimeError(f"the telemetry's event ring holds fewer than {CHUNK} steps")
+        cursor = view.events_cursor
         for i, layer in enumerate(view.layers):
             counts[i] += int((layer.pruned_age >= ESTABLISHED).sum())
             probes[i] += int((layer.pruned_age < ESTABLISHED).sum())
