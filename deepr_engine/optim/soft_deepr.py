@@ -128,9 +128,10 @@ class SoftDeepR(RewiringOptimizer):
             theta = layer.full_theta().view(-1)  # read only: the new theta is a new tensor
             was_active = self._mask(i)
             if group["temperature"] > 0:  # every connection walks, active or dormant
-                theta = torch.add(theta, torch.randn(theta.shape, generator=self.generator,
-                                                     device=theta.device, dtype=theta.dtype),
-                                  alpha=math.sqrt(2 * lr * group["temperature"]))
+                noise = torch.randn(theta.shape, generator=self.generator, device=theta.device,
+                                    dtype=theta.dtype)  # the new theta goes into it: no new buffer
+                theta = torch.add(theta, noise, alpha=math.sqrt(2 * lr * group["temperature"]),
+                                  out=noise)
             else:
                 theta = theta.clone()
             theta.index_add_(0, idx, delta, alpha=-1)
