@@ -312,8 +312,9 @@ def test_compute_sparse_follows_the_optimizers_sparse_refusal(monkeypatch):
         assert base.replace(compute="sparse", algorithm="full-only").algorithm == "full-only"
     finally:
         registry.unregister("full-only")
-    with pytest.raises(ValueError, match="needs model mlp, global_k off and gradient sgd"):
+    with pytest.raises(ValueError, match="needs model mlp and gradient sgd"):
         base.replace(compute="sparse", gradient="adam")
+    assert base.replace(compute="sparse", global_k=True).global_k  # compact layers revive globally too
 
 
 def test_a_config_saved_before_newer_fields_still_loads():

@@ -46,10 +46,9 @@ class RunConfig:
             if refusal is not None:
                 raise ValueError(f"compute 'sparse' does not work with algorithm {alg.name} "
                                  f"({alg.label}): {refusal}")
-            if self.model != "mlp" or self.global_k or self.gradient != "sgd":
-                raise ValueError("compute 'sparse' needs model mlp, global_k off and gradient sgd "
-                                 f"(K-sized layers); got model {self.model!r}, global_k "
-                                 f"{self.global_k}, gradient {self.gradient!r}")
+            if self.model != "mlp" or self.gradient != "sgd":
+                raise ValueError("compute 'sparse' needs model mlp and gradient sgd (K-sized "
+                                 f"layers); got model {self.model!r}, gradient {self.gradient!r}")
         n_layers = self.n_rewired_layers
         if not isinstance(self.connectivity, (list, tuple)) or len(self.connectivity) not in (1, n_layers):
             raise ValueError(f"connectivity must be one fraction or one per rewired layer "
