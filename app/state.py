@@ -54,6 +54,13 @@ class DashboardState:
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # -- lifecycle (called from init and from callbacks) ----------------------------------------
+    def changing(self) -> threading.RLock:
+        """Held while a callback reads the run's setup and starts the next run: two changes that
+        reach the server at once (a text field's blur and a click) apply one after the other,
+        the second on top of the first, instead of both on the old setup (the last one to
+        finish winning)."""
+        return self._lock
+
     def start(self, source: RunConfig | bytes, ui: UISettings | None = None) -> bool:
         """A new run in its own process. On a bad setup the current run stays (the default
         preset starts when there is none) and `setup_error` says why. Returns whether the new

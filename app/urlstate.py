@@ -32,13 +32,22 @@ class UISettings:
     errors: list[str] = field(default_factory=list)
 
 
+_KINDS = {int: "a whole number", float: "a number", str: "text"}
+
+
 def _parse(field_name: str, text: str, current):
-    if isinstance(current, list):
-        inner = type(current[0]) if current else float
-        return [inner(v) for v in text.split(",") if v.strip()]
+    """A URL value as the field's type; ValueError in the project's words (not Python's)."""
     if isinstance(current, bool):
         return text.lower() in ("1", "true", "yes")
-    return type(current)(text)
+    inner = (type(current[0]) if current else float) if isinstance(current, list) else type(current)
+    try:
+        if isinstance(current, list):
+            return [inner(v) for v in text.split(",") if v.strip()]
+        return inner(text)
+    except ValueError:
+        what = f"comma-separated, each {_KINDS.get(inner, inner.__name__)}" if isinstance(current, list) \
+            else _KINDS.get(inner, inner.__name__)
+        raise ValueError(f"{what}; got {text!r}") from None
 
 
 def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:

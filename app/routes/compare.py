@@ -19,6 +19,7 @@ from ..components import live_graph
 from ..charts.palette import RUN_COLORS
 from ..state import CompareState, compare
 from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config, run_keys
+from ..text import plain
 
 TICK = 1.0             # s between frames while playing (2-4 runs, plotly curves: a steadier page)
 HEARTBEAT = 5.0
@@ -278,9 +279,9 @@ def render() -> None:
         s.url_errors = list(ui.errors)
         s.start(base, specs, ui)
     for msg in s.url_errors:
-        st.error(msg)
+        st.error(plain(msg))
     if s.error:
-        st.error(f"Setup not applied: {s.error}")
+        st.error(plain(f"Setup not applied: {s.error}"))
         s.error = ""
     setup_controls(s)
     st.sidebar.toggle("Developer info", key="c_debug")

@@ -43,8 +43,10 @@ def on_preset(gen: int) -> None:
     name = st.session_state[key]
     if name is None:
         return
-    ui = UISettings(name, s.ui.steps_per_frame, s.ui.max_steps_per_second)
-    if s.start(preset(name), ui):
+    with s.changing():
+        ui = UISettings(name, s.ui.steps_per_frame, s.ui.max_steps_per_second)
+        started = s.start(preset(name), ui)
+    if started:
         field_errors().clear()
     else:  # the selector goes back to the run that is running
         field_errors()["preset"] = s.setup_error
@@ -74,20 +76,21 @@ def on_setup(gen: int, field: str) -> None:
     """Data set, hidden sizes, model kind, method or seed changed: a new run with the current
     run's setup and that change. A bad value keeps the run and says why beside its field."""
     s = dashboard()
-    key, cfg = f"{field}{gen}", s.run.config
-    new_cfg = None
-    try:
-        new_cfg = setup_change(cfg, field, st.session_state[key])
-    except ValueError as exc:
-        s.setup_error = str(exc)
-    if new_cfg is not None and s.start(new_cfg):
-        field_errors().clear()
-        return
-    field_errors()[field] = s.setup_error
-    s.setup_error = ""
-    if gen == s.gen:  # the widget shows the running setup again
-        st.session_state[key] = (",".join(map(str, cfg.hidden)) if field == "hidden"
-                                 else getattr(cfg, field))
+    with s.changing():
+        key, cfg = f"{field}{gen}", s.run.config
+        new_cfg = None
+        try:
+            new_cfg = setup_change(cfg, field, st.session_state[key])
+        except ValueError as exc:
+            s.setup_error = str(exc)
+        if new_cfg is not None and s.start(new_cfg):
+            field_errors().clear()
+            return
+        field_errors()[field] = s.setup_error
+        s.setup_error = ""
+        if gen == s.gen:  # the widget shows the running setup again
+            st.session_state[key] = (",".join(map(str, cfg.hidden)) if field == "hidden"
+                                     else getattr(cfg, field))
 
 
 def on_live(field: str, key: str) -> None:

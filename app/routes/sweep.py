@@ -23,6 +23,8 @@ import streamlit as st
 from deepr_engine.run import sweep as engine
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 
+from app.text import plain
+
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS = ROOT / "runs" / "sweeps"
 MODES = ["grid", "log", "uniform"]
@@ -247,7 +249,7 @@ def controls() -> None:
                    f"{' '.join(args)}`")
     except ValueError as exc:
         args = None
-        st.error(f"Search space: {exc}")
+        st.error(plain(f"Search space: {exc}"))
     c1, c2 = st.columns(2)
     if c1.button("Start sweep", type="primary", disabled=args is None or running, key="sw_start"):
         if proc is not None:
@@ -269,7 +271,7 @@ def results_view(out: Path, running: bool) -> None:
     st.caption(f"{out} · {'running' if running else 'not running'} · {len(df)} trials finished"
                + (f" of {head.split()[1]}" if head else ""))
     if not running and any(ln.startswith(("Traceback", "error:")) for ln in lines[-40:]):
-        st.error("The sweep process failed: " + lines[-1])
+        st.error(plain("The sweep process failed: " + lines[-1]))
     with st.expander("Progress log"):
         st.code("\n".join(lines[-40:]) or "(nothing yet)")
     if df.empty:
