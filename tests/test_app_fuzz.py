@@ -10,7 +10,7 @@ Invariants after every rule:
   exact-K method has exactly the K last asked for (typed or from a connectivity slider);
 - a bad value shows a message beside its field (checked in the rule) and the run is kept.
 
-CI runs FUZZ_EXAMPLES sequences (default 4) of up to FUZZ_STEPS actions with a fixed seed
+CI runs FUZZ_EXAMPLES sequences (default 3) of up to FUZZ_STEPS (default 8) actions with a fixed seed
 (derandomised, so a CI failure repeats). A longer run is one command
 (another seed, and FUZZ_SHRINK=1 to shrink a failure to a short sequence, which takes minutes):
     FUZZ_EXAMPLES=40 FUZZ_STEPS=25 FUZZ_SEED=7 python3 -m pytest -q tests/test_app_fuzz.py
@@ -34,8 +34,8 @@ from app.routes.run_views import VIEWS
 from app.state import describe
 
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4"))
-STEPS = int(os.environ.get("FUZZ_STEPS", "10"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
+STEPS = int(os.environ.get("FUZZ_STEPS", "8"))
 SEED = os.environ.get("FUZZ_SEED")  # unset: derandomised (CI); set: that seed
 # each action is a rerun of the page (some start a training process): up to 20 s each on a busy
 # 2-core machine, and the suite's 300 s per test would cut a longer run short
