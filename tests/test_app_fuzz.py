@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(max(300, 20 * EXAMPLES * (ST
 # hidden sizes a user may type: good ones, and ones refused for a reason the message names
 HIDDEN_GOOD = ["8", "16,8", "12,6,4"]
 HIDDEN_BAD = ["32,abc", "5000,5000", "0", "", "-3", "4,4,4,4,4,4,4,4,4"]
-K_BAD = ["abc", "1,2", "999999999,1,1", "0,0,0"]
+K_BAD = ["abc", "-1,2", "999999999,1,1", "0,0,0"]  # bad for any layer count
 
 
 def _checkpoint_bytes(name: str, seed: int) -> bytes:
