@@ -111,15 +111,15 @@ class DashboardState:
         if not self.start(data):
             self.upload_error, self.setup_error = self.setup_error, ""
             return False
-        view = self.fetch(force=True)
+        view = self.fetch()
         self.upload_error = ""
         self.notice = f"loaded: step {view.step:,}, {describe(view.config)}"
         return True
 
     # -- views ------------------------------------------------------------------------------
-    def fetch(self, force: bool = False) -> RunView:
+    def fetch(self) -> RunView:
         """The run now for this rerun's controls and slower views (no events: those are the live
-        views'). `force` is accepted for old callers: every call asks the run."""
+        views')."""
         with self._lock:  # the feed takes frames from a server thread
             self.frame = self.run.frame(events=False)
             self.read_at = time.monotonic()
@@ -211,8 +211,8 @@ class CompareState:
         self.frames, self.cursors = [], [None] * len(runs)
         return True
 
-    def fetch(self, force: bool = False) -> list[RunView]:
-        """Every run now, without events (for the controls); `force` is accepted for old callers."""
+    def fetch(self) -> list[RunView]:
+        """Every run now, without events (for the controls)."""
         self.frames = [r.frame(events=False) for r in self.runs]
         return self.frames
 

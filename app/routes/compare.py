@@ -290,7 +290,7 @@ def render() -> None:
     b = s.base
     st.caption(f"{b.dataset} · {b.model} · hidden {b.hidden} · connectivity {b.connectivity} "
                f"({b.distribution}) · seed {b.seed} · same data, seed and step budget for every run")
-    frames = w.fetch_or_offer_restart(lambda: s.fetch(force=True), "start the comparison again "
+    frames = w.fetch_or_offer_restart(lambda: s.fetch(), "start the comparison again "
                                       "from its setup.", "c_restart", on_reset)
     if frames is None:
         return

@@ -394,7 +394,7 @@ def render() -> None:
     if s.setup_error:
         st.error(plain(f"Setup not applied: {s.setup_error}"))
         s.setup_error = ""
-    view = w.fetch_or_offer_restart(lambda: s.fetch(force=True), "this run's state is lost. "
+    view = w.fetch_or_offer_restart(lambda: s.fetch(), "this run's state is lost. "
                                     "Start it again from its setup.", "restart", on_reset)
     if view is None:
         return
