@@ -117,7 +117,7 @@ def _serve(conn, source, options: dict) -> None:
             return None
         if op == "checkpoint":
             return checkpoint.to_bytes(session)
-        if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid",
+        if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid", "unit_maps",
                   "metrics_csv", "hyperparams", "evaluate"):
             return getattr(session, op)(*args, **kw)
         raise ValueError(f"unknown request {op!r}")
@@ -348,6 +348,9 @@ class BackgroundSession:
 
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return self._call("predict_grid", xs, ys)
+
+    def unit_maps(self, xs: np.ndarray, ys: np.ndarray, max_units: int = 64) -> dict:
+        return self._call("unit_maps", xs, ys, max_units)
 
     def metrics_csv(self) -> str:
         return self._call("metrics_csv")

@@ -305,6 +305,27 @@ class TrainingSession:
         out = p[:, 1] if p.shape[1] == 2 else p.argmax(1).float()
         return out.cpu().numpy().reshape(gx.shape)
 
+    @torch.no_grad()
+    def unit_maps(self, xs: np.ndarray, ys: np.ndarray, max_units: int = 64) -> dict:
+        """Every hidden unit's activation (after its nonlinearity) and every output unit's
+        output (the logit) on the 2-D grid xs x ys (at most 128 x 128 points; the first
+        `max_units` units of each layer): {"step", "layers": [float32 (units, len(ys), len(xs))]}.
+        2-D data (an MLP) only; a read, it changes nothing."""
+        if not self.data.is_2d:
+            raise ValueError("unit_maps needs a 2-D data set")
+        xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        for name, v in (("xs", xs), ("ys", ys)):
+            if v.ndim != 1 or not 2 <= len(v) <= 128 or not np.isfinite(v).all():
+                raise ValueError(f"{name}: 2 to 128 finite grid coordinates; got shape {v.shape}")
+        gx, gy = np.meshgrid(xs, ys)
+        h = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32, device=self.device)
+        mods, out = list(self.model.children()), []
+        for i, m in enumerate(mods):
+            h = m(h)
+            if isinstance(m, (nn.ReLU, nn.Tanh, nn.Sigmoid)) or i == len(mods) - 1:
+                out.append(h[:, :max_units].T.reshape(-1, len(ys), len(xs)).float().cpu().numpy())
+        return {"step": self.step_count, "layers": out}
+
     def metrics_csv(self) -> str:
         """Metrics and the change log as CSV: step, series, value, previous. Metric rows
         (loss, train_acc, test_acc, test_loss, pruned[i], activated[i], active[i]) leave
