@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", default="digits-demo", help=f"starting config; one of {', '.join(PRESETS)}")
     t.add_argument("--resume", help="continue from a run folder or checkpoint file; --steps then "
                                     "adds that many steps, other flags change live hyperparameters")
+    t.add_argument("--fork-from", metavar="CKPT",
+                   help="start a new run from a run folder or checkpoint at its step (weights, "
+                        "theta, optimizer and random state, data order); other flags change live "
+                        "hyperparameters; writes a new --out folder, the source is untouched")
     t.add_argument("--out", help="run folder to write (default: the --resume folder, or "
                                  "runs/<preset>-<time>); must not be a file or hold another run "
                                  "unless --force")
@@ -171,16 +175,25 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         torch.set_num_threads(args.threads)
         overrides = _overrides(args)
-        if args.resume:
-            src = Path(args.resume)
+        if args.resume and args.fork_from:
+            raise UsageError("--resume and --fork-from: give one (resume continues a run folder, "
+                             "fork-from starts a new one)")
+        if args.resume or args.fork_from:
+            src = Path(args.resume or args.fork_from)
             ckpt = src / "checkpoint.safetensors" if src.is_dir() else src
             folder = src if src.is_dir() else src.parent
-            out = Path(args.out) if args.out else folder
-            _check_out(out, args.force, folder)
+            if args.resume:
+                out = Path(args.out) if args.out else folder
+            else:
+                out = Path(args.out) if args.out else Path("runs") / f"fork-{time.strftime('%Y%m%d-%H%M%S')}"
+            _check_out(out, args.force, folder if args.resume else None)
             session = checkpoint.load(ckpt)
             live = {k: v for k, v in overrides.items() if k not in ("steps",)}
             if live:
                 _refuse_idle(session.config.replace(**live), live)
+            if args.fork_from:
+                session = session.fork(**live)
+            elif live:
                 session.set_hyperparams(**live)
             steps = overrides.get("steps", session.config.steps)   # steps added to the run
         else:
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             _refuse_idle(cfg, overrides)
             from .session import TrainingSession
             session = TrainingSession(cfg)
-            steps = cfg.steps
+            steps = session.config.steps   # epochs > 0: resolved on the training split used
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

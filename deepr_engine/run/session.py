@@ -17,7 +17,7 @@ from torch import nn
 from .. import validate
 from ..device import auto_device
 from ..layers import Rewired, resolve_k, rewired_layers
-from . import registry
+from . import registry, runstate
 from .config import RunConfig, preset
 from .data import Batcher, Dataset, load_dataset
 from .models import build_model
@@ -49,6 +49,8 @@ class TrainingSession:
             config.dataset, n_samples=config.n_samples, noise=config.noise, seed=config.seed,
             device=self.device, root=config.data_root or None, download=config.download,
             val_fraction=config.val_fraction)
+        if config.epochs > 0:   # epochs -> steps on the training split actually used
+            self.config = config = config.replace(steps=config.planned_steps(len(self.data.x_train)))
         self.model = build_model(config, self.data.n_features, self.data.n_classes,
                                  self.data.image_shape).to(self.device)
         self.layers: list[Rewired] = rewired_layers(self.model)
@@ -58,6 +60,7 @@ class TrainingSession:
         self.lr = config.lr                    # current lr (decays per epoch)
         self.step_count = 0
         self.paused_reason: str | None = None  # set when the run diverged
+        self.fork_of: dict | None = None       # {"step", "changes"}: where this run forked off
         self._last_change: dict[str, tuple[float, int]] = {}  # field -> (time, index in changes)
         self.telemetry = Telemetry([l.n_positions for l in self.layers], self.device,
                                    telemetry_capacity)
@@ -68,6 +71,17 @@ class TrainingSession:
         self.steps_per_second = 0.0
         self.train_seconds = 0.0               # wall time spent in step()
         self.evaluate()
+
+    def fork(self, **changes) -> "TrainingSession":
+        """A new run from this one's current state (weights, theta, masks, optimizer state,
+        random generators, data order, telemetry), then `changes` to its live hyperparameters.
+        With no changes its steps are this run's next steps, bit for bit; the data is shared."""
+        child = TrainingSession(self.config, data=self.data, n_tracked=0)
+        runstate.restore(child, *runstate.capture(self))
+        child.fork_of = {"step": self.step_count, "changes": dict(changes)}
+        if changes:
+            child.set_hyperparams(**changes)
+        return child
 
     # -- stepping ----------------------------------------------------------------------------
     def step(self, n: int = 1) -> int:
@@ -142,7 +156,7 @@ class TrainingSession:
         if self.data.x_val is not None:
             out["val_acc"], out["val_loss"] = self._accuracy_loss(self.data.x_val, self.data.y_val)
         self.last.update(out)
-        self.telemetry.record_eval(self.step_count, acc, loss, self.dead_units())
+        self.telemetry.record_eval(self.step_count, acc, loss, self.dead_units(), layers=self.layers)
         return out
 
     def dead_units(self) -> list[int]:
@@ -339,6 +353,7 @@ class TrainingSession:
             steps, vals = getattr(self.telemetry, name).arrays()
             for st, row in zip(steps, vals):
                 lines += [f"{st},{name}[{i}],{v:.6g}," for i, v in enumerate(np.atleast_1d(row))]
+        lines += self.telemetry.csv_rows()  # classified events, topology
         for step, name, old, new in self.telemetry.changes:
             lines.append(f"{step},change:{name},{_csv_value(new)},{_csv_value(old)}")
         return "\n".join(lines) + "\n"
