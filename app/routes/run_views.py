@@ -17,8 +17,9 @@ from deepr_engine.run.views import RunView
 from ..charts import changes, figures
 from ..state import dashboard
 from ..text import plain
+from .units_view import units
 
-VIEWS = ["Transitions", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
+VIEWS = ["Transitions", "Units", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
 SNAPSHOT_POSITIONS = 4_000_000  # full-size theta and sign: 64 MB through the pipe at most
 
 
@@ -29,7 +30,7 @@ def slow_views() -> None:
     if view is None:
         return
     choice = st.session_state.get("view") or VIEWS[0]
-    {"Transitions": transitions, "Posterior": posterior, "Weights": weights,
+    {"Transitions": transitions, "Units": units, "Posterior": posterior, "Weights": weights,
      "Decision boundary": boundary, "Tracked set": tracked}.get(choice, change_log)(view)
 
 

@@ -12,6 +12,7 @@ const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this w
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
 const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
+const UNIT_HL = "#f39c12";              // a hovered unit and its edges (unit_maps.css outlines its map so)
 // Colours (per theme), the probe threshold and the fade budget come from Python with the data
 // (app/charts/palette.py, live_graph.py): S.palettes, S.probeSteps, S.fadeBudget.
 
@@ -62,6 +63,11 @@ function createState(parent, key) {
     dead: () => Array.from(S.dead).sort((a, b) => a - b),
     rates: () => rates(S, performance.now()),
     edgeAt: (x, y) => { const h = nearestEdge(S, x, y); return h && describe(S, h); },
+    // units (graph columns: 0 = inputs, 1 = the first hidden layer, ...): where one is drawn,
+    // which one is outlined (hovered here or in the unit maps) and its fan-in / fan-out edges
+    unitXY: (col, i) => (S.xy ? [S.xy[2 * (S.offsets[col] + i)], S.xy[2 * (S.offsets[col] + i) + 1]] : null),
+    highlighted: () => { const u = S.hoverUnit || S.extUnit; return u && { ...u, ...fanEdges(S, u) }; },
+    hoverUnit: (col, i) => { S.extUnit = col >= 0 ? { col, unit: i } : null; kick(S); },
   };
   window.__deeprGraph = window.__deeprGraph || {};
   window.__deeprGraph[key] = S.api;
@@ -73,7 +79,16 @@ function createState(parent, key) {
     S.mouse = [e.clientX - r.left, e.clientY - r.top];
     kick(S);
   });
-  S.stage.addEventListener("mouseleave", () => { S.mouse = null; S.hover = null; S.tip.hidden = true; kick(S); });
+  S.stage.addEventListener("mouseleave", () => {
+    S.mouse = null; S.hover = null; S.tip.hidden = true; setUnit(S, null); kick(S);
+  });
+  S.onUnit = (e) => {  // a unit map hovered (unit_maps.js): outline that unit's edges
+    const d = e.detail || {};
+    if (d.source === "graph") return;
+    S.extUnit = d.col >= 0 ? { col: d.col, unit: d.unit } : null;
+    kick(S);
+  };
+  window.addEventListener("deepr:unit", S.onUnit);
   S.ratesTimer = setInterval(() => renderCounters(S), 500);
   return S;
 }
@@ -251,15 +266,82 @@ function drawAnim(S, now) {
   ctx.setLineDash([]);
   ctx.globalAlpha = 1;
   if (S.mouse) {
-    S.hover = nearestEdge(S, S.mouse[0], S.mouse[1]);
-    showTip(S);
+    const u = nearestUnit(S, S.mouse[0], S.mouse[1]);
+    setUnit(S, u);
+    S.hover = u ? null : nearestEdge(S, S.mouse[0], S.mouse[1]);
+    if (u) unitTip(S, u); else showTip(S);
   }
+  drawUnitEdges(S, ctx);
   if (S.hover) {
     const [x1, y1, x2, y2] = endpoints(S, S.hover.layer, S.hover.pos);
     ctx.lineWidth = 3; ctx.strokeStyle = S.pal.hover;
     ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke();
   }
   if (S.anims.length) kick(S);
+}
+
+function nearestUnit(S, mx, my) {
+  // the unit drawn nearest the mouse, within its radius plus 3 px (null: none)
+  if (!S.layout) return null;
+  let best = null, bestD = Infinity;
+  for (let c = 0; c < S.layout.sizes.length; c++) {
+    const r = S.radius[c] + 3, o = S.offsets[c];
+    for (let i = 0; i < S.layout.sizes[c]; i++) {
+      const dx = S.xy[2 * (o + i)] - mx, dy = S.xy[2 * (o + i) + 1] - my, d = dx * dx + dy * dy;
+      if (d <= r * r && d < bestD) { bestD = d; best = { col: c, unit: i }; }
+    }
+  }
+  return best;
+}
+
+function setUnit(S, u) {
+  // the unit hovered in the graph; the unit maps hear of every change
+  const same = (a, b) => (a && b ? a.col === b.col && a.unit === b.unit : a === b);
+  if (same(S.hoverUnit, u)) return;
+  S.hoverUnit = u;
+  S.root.dataset.unit = u ? `${u.col}:${u.unit}` : "";
+  window.dispatchEvent(new CustomEvent("deepr:unit", {
+    detail: { source: "graph", key: S.key, col: u ? u.col : -1, unit: u ? u.unit : -1 } }));
+}
+
+function fanEdges(S, u) {
+  // positions of the unit's incoming edges (layer col-1, its row) and outgoing ones (layer col,
+  // its column) that the graph holds
+  const fanIn = [], fanOut = [];
+  const li = u.col - 1, lo = u.col;
+  if (li >= 0 && S.edges[li]) {
+    const nin = S.layers[li].shape[1], a = u.unit * nin, b = a + nin;
+    for (const pos of S.edges[li].keys()) if (pos >= a && pos < b) fanIn.push(pos);
+  }
+  if (lo < S.edges.length && S.edges[lo]) {
+    const nin = S.layers[lo].shape[1];
+    for (const pos of S.edges[lo].keys()) if (pos % nin === u.unit) fanOut.push(pos);
+  }
+  fanIn.sort((x, y) => x - y); fanOut.sort((x, y) => x - y);
+  return { fanIn, fanOut };
+}
+
+function drawUnitEdges(S, ctx) {
+  const u = S.hoverUnit || S.extUnit;
+  if (!u || !S.xy || u.col >= S.layout.sizes.length) return;
+  const { fanIn, fanOut } = fanEdges(S, u);
+  ctx.lineWidth = 2.5; ctx.strokeStyle = UNIT_HL;  // the unit maps outline the same unit in this colour
+  const p = new Path2D();
+  for (const pos of fanIn) { const [x1, y1, x2, y2] = endpoints(S, u.col - 1, pos); p.moveTo(x1, y1); p.lineTo(x2, y2); }
+  for (const pos of fanOut) { const [x1, y1, x2, y2] = endpoints(S, u.col, pos); p.moveTo(x1, y1); p.lineTo(x2, y2); }
+  ctx.stroke(p);
+  const [x, y] = [S.xy[2 * (S.offsets[u.col] + u.unit)], S.xy[2 * (S.offsets[u.col] + u.unit) + 1]];
+  ctx.beginPath(); ctx.arc(x, y, S.radius[u.col] + 3, 0, 2 * Math.PI); ctx.stroke();
+}
+
+function unitTip(S, u) {
+  const { fanIn, fanOut } = fanEdges(S, u);
+  const name = u.col === 0 ? "input" : u.col === S.layout.sizes.length - 1 ? "output" : `hidden L${u.col}`;
+  S.tip.textContent = `${name} unit ${u.unit} · fan-in ${fanIn.length} · fan-out ${fanOut.length}`;
+  S.tip.hidden = false;
+  const [mx, my] = S.mouse;
+  S.tip.style.left = Math.min(mx + 12, S.w - 260) + "px";
+  S.tip.style.top = (my > S.h - 40 ? my - 30 : my + 14) + "px";
 }
 
 function nearestEdge(S, mx, my) {
@@ -392,6 +474,7 @@ function applyDelta(S, d, a, now) {
 export default function (component) {
   const m = mount(component, STATES, createState, (S) => {
     clearInterval(S.ratesTimer); clearTimeout(S.reportTimer); cancelAnimationFrame(S.rafId);
+    window.removeEventListener("deepr:unit", S.onUnit);
   });
   if (!m) return;
   const { h, a, bytes, S, t0, cleanup } = m;
