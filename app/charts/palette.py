@@ -8,22 +8,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 from PIL import ImageFont
+
+from deepr_engine.run import classify
 
 LAYER_COLORS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
 RUN_COLOR_NAMES = ["blue", "red", "green", "purple"]
 # heatmaps: negative red, zero neutral, positive blue (plotly's RdBu runs red -> blue)
 SIGN_SCALE = "RdBu"
-PROBE_STEPS = 20  # a pruned connection that had been active fewer steps was a brief probe
-                  # (revived, then pruned again near 0), drawn apart from a death
-
-
-def is_probe(age):
-    """Which pruned connections were brief probes, from their lifetimes in steps (-1: unknown)."""
-    age = np.asarray(age)
-    return (age >= 0) & (age < PROBE_STEPS)
+# the probe rule lives in the engine (every event classified once there); its names here are
+# the engine's: a pruned connection active fewer than PROBE_STEPS steps was a brief probe
+PROBE_STEPS, is_probe = classify.PROBE_STEPS, classify.is_probe
 
 
 FONT_FILES = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

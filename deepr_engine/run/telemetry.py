@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import topology
+from .classify import CLASSES, RewiringClassifier
+
 LIFETIME_BINS = 32  # log2 bins: [0,1), [1,2), [2,4), ... up to 2**30 steps
 EVENT_STEPS = 256  # rewiring records (steps, live changes of K) kept for readers that lag
 EVENT_CAP = 200_000  # events kept in all of them together (the oldest records go first)
@@ -268,6 +271,10 @@ class Telemetry:
         self.changes: deque = deque(maxlen=1000)   # hyperparameter changes (step, name, old, new)
         self.notes: deque = deque(maxlen=200)      # divergence and other messages
         self.events = EventRing(n)                 # the last steps' rewiring events, by sequence
+        # every event classified once (classify.py): per-step counts per class and layer
+        self.classes = {c: Downsampled(capacity) for c in CLASSES}
+        self.classifier = RewiringClassifier(n)
+        self.topology = Downsampled(capacity, "last")  # topology.CSV_COLUMNS at each evaluation
 
     def start(self, layers) -> None:
         for led, layer in zip(self.ledgers, layers):
@@ -305,6 +312,9 @@ class Telemetry:
                 self.ledgers[i].record(step, p, a)
             record.append((p_np, life, a_np))
         self.events.add(step, record)
+        counts = self.classifier.add(step, [r[1] for r in record], activated)
+        for c, row in zip(CLASSES, counts):
+            self.classes[c].add(step, row)
         self.total_pruned += sum(pruned)
         self.pruned.add(step, pruned)
         self.activated.add(step, activated)
@@ -325,17 +335,36 @@ class Telemetry:
                 out[sel] = layer.theta_at(pos).cpu().numpy()  # O(tracked), also on compact layers
         return out
 
-    def record_eval(self, step: int, test_acc: float, test_loss: float, dead: list[int]) -> None:
+    def record_eval(self, step: int, test_acc: float, test_loss: float, dead: list[int],
+                    layers=None) -> None:
+        """Test metrics, dead units, ever-active fractions; with `layers`, the topology row
+        (topology.CSV_COLUMNS: O(K) numpy, no graph object)."""
         self.series["test_acc"].add(step, test_acc)
         self.series["test_loss"].add(step, test_loss)
         self.dead_units.add(step, dead)
         self.ever_active_frac.add(step, [led.ever_fraction() for led in self.ledgers])
+        if layers is not None:
+            self.topology.add(step, topology.csv_row(topology.build(layers)))
+
+    def csv_rows(self) -> list[str]:
+        """metrics.csv rows (step,series,value,previous) of the classified counts per step
+        (probe[i], death[i], survived[i]) and the topology columns (topology:<column>)."""
+        lines = []
+        for c in CLASSES:
+            steps, vals = self.classes[c].arrays()
+            for st, row in zip(steps, vals):
+                lines += [f"{st},{c}[{i}],{v:.6g}," for i, v in enumerate(np.atleast_1d(row))]
+        steps, vals = self.topology.arrays()
+        for st, row in zip(steps, vals):
+            lines += [f"{st},topology:{name},{v:.6g}," for name, v in zip(topology.CSV_COLUMNS, row)]
+        return lines
 
     def size_in_points(self) -> int:
         """Everything stored, counted in numbers (for the bounded-memory test)."""
         total = 0
         for s in [*self.series.values(), self.pruned, self.activated, self.active,
-                  self.ever_active_frac, self.dead_units, self.tracked_theta]:
+                  self.ever_active_frac, self.dead_units, self.tracked_theta,
+                  *self.classes.values(), self.topology]:
             total += len(s.steps) + sum(np.size(v) for v in s.values)
         return total + self.lifetimes.size + len(self.changes) * 4 + len(self.notes)
 
@@ -348,7 +377,8 @@ class Telemetry:
                 "tracked_layer": self.tracked_layer.tolist(), "tracked_pos": self.tracked_pos.tolist(),
                 "tracked_theta": self.tracked_theta.to_dict(), "changes": list(self.changes),
                 "total_pruned": self.total_pruned, "event_seq": self.events.seq,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "classes": {c: s.to_dict() for c, s in self.classes.items()},
+                "classifier": self.classifier.to_dict(), "topology": self.topology.to_dict()}
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {}
@@ -367,6 +397,16 @@ class Telemetry:
         self.notes = deque(d["notes"], maxlen=200)
         self.total_pruned = int(d.get("total_pruned", 0))
         self.events = EventRing(len(self.ledgers), seq=int(d.get("event_seq", 0)))
+        n = len(self.ledgers)
+        if "classifier" in d:   # checkpoints from before the classes start them afresh
+            self.classes = {c: Downsampled.from_dict(d["classes"][c]) for c in CLASSES}
+            self.classifier = RewiringClassifier.from_dict(d["classifier"], n)
+            self.topology = Downsampled.from_dict(d["topology"])
+        else:
+            step = int(self.pruned.steps[-1]) if self.pruned.steps else 0
+            self.classes = {c: Downsampled(self.capacity) for c in CLASSES}
+            self.classifier = RewiringClassifier(n, start_step=step)
+            self.topology = Downsampled(self.capacity, "last")
         for i, led in enumerate(self.ledgers):
             led.load(i, tensors)
 

@@ -11,7 +11,9 @@ import numpy as np
 
 from ..sparse import model_memory
 
+from .classify import CLASSES
 from .config import RunConfig
+from .topology import CSV_COLUMNS
 
 
 @dataclass
@@ -71,6 +73,21 @@ class TelemetryView:
     changes: list[tuple]          # (step, field, old, new)
     notes: list[tuple]
     total_pruned: int
+    # every rewiring event classified once (classify.py), per layer: counts per step (mean over
+    # each point's span; x100 for per 100 steps), totals since the start, and exact rates per
+    # 100 steps over the last `class_window` steps (classify.RATE_STEPS, fewer at the start)
+    probes: Series | None = None
+    deaths: Series | None = None
+    survived: Series | None = None
+    class_totals: dict[str, np.ndarray] = field(default_factory=dict)
+    class_rates: dict[str, np.ndarray] = field(default_factory=dict)
+    class_window: int = 0
+    topology: Series | None = None           # one row of topology_columns per evaluation
+    topology_columns: tuple[str, ...] = CSV_COLUMNS
+
+    def classes(self) -> dict[str, Series]:
+        """{"probe", "death", "survived"} -> per-step counts (they share their steps)."""
+        return dict(zip(CLASSES, (self.probes, self.deaths, self.survived)))
 
 
 @dataclass
@@ -106,7 +123,12 @@ def telemetry_view(tel) -> TelemetryView:
         ever_active_frac=_series(tel.ever_active_frac), dead_units=_series(tel.dead_units),
         tracked_theta=_series(tel.tracked_theta), tracked_layer=tel.tracked_layer.copy(),
         tracked_pos=tel.tracked_pos.copy(), lifetimes=tel.lifetimes.copy(),
-        changes=list(tel.changes), notes=list(tel.notes), total_pruned=tel.total_pruned)
+        changes=list(tel.changes), notes=list(tel.notes), total_pruned=tel.total_pruned,
+        probes=_series(tel.classes["probe"]), deaths=_series(tel.classes["death"]),
+        survived=_series(tel.classes["survived"]),
+        class_totals=dict(zip(CLASSES, tel.classifier.totals.copy())),
+        class_rates=dict(zip(CLASSES, tel.classifier.rates())), class_window=tel.classifier.window(),
+        topology=_series(tel.topology))
 
 
 def _rss() -> int:
