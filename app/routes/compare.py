@@ -17,7 +17,7 @@ from .. import widgets as w
 from ..charts import figures
 from ..components import live_graph
 from ..charts.palette import RUN_COLORS
-from ..state import CompareState, compare
+from ..compare_state import CompareState, compare
 from ..urlstate import RunSpec, UISettings, compare_from_query, compare_to_query, run_config, run_keys
 from ..text import plain
 
