@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray CPUs per trial, in (0, 64] (each trial uses one torch thread)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     _config_flags(s)
+    from .scan_cli import add_parser as add_scan   # turnover against T / alpha (scan.py)
+    add_scan(sub)
     return p
 
 
@@ -172,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "sweep":
             return _sweep(args, list(sys.argv[1:] if argv is None else argv))
+        if args.command == "scan":
+            from .scan_cli import run as scan
+            return scan(args)
         import torch
         torch.set_num_threads(args.threads)
         overrides = _overrides(args)
