@@ -13,6 +13,7 @@ from deepr_engine.run.config import MODEL_KINDS, PRESETS, preset
 from deepr_engine.run.data import DATASETS
 from deepr_engine.run.views import RunView
 
+from .. import tour
 from .. import widgets as w
 from . import run_views
 from ..components import feed as live_feed
@@ -398,6 +399,7 @@ def render() -> None:
                                     "Start it again from its setup.", "restart", on_reset)
     if view is None:
         return
+    view = tour.apply_pending(s, view)  # a tour stop takes effect before the sidebar is drawn
     setup_controls(s, view)
     live_controls(s, view)
     file_controls(s, view)
@@ -408,6 +410,7 @@ def render() -> None:
     st.title("DeepR Studio")
     st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}")
     transport(s, view)
+    tour.panel(s, view)
     s.playing = view.playing
     if live_feed.available():
         feed_views(s, view)
