@@ -1,5 +1,6 @@
 """Small models and loops the engine tests share."""
 import copy
+import time
 
 import pytest
 import torch
@@ -41,3 +42,13 @@ def assert_nan_gradient_refused(model, opt):
     for pid, st in opt.state_dict()["state"].items():
         for name, v in st.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(state[pid][name])), name
+
+
+def wait_until(cond, timeout: float = 20.0) -> bool:
+    """Poll cond() every 50 ms until it holds or `timeout` seconds pass; its last value."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()

@@ -9,16 +9,11 @@ import pytest
 from deepr_engine.run.background import BackgroundSession
 from deepr_engine.run.config import preset
 
+from helpers import wait_until
+
 pytestmark = pytest.mark.slow  # every test starts training processes
 
 
-def wait_until(cond, timeout: float = 20.0) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 @pytest.fixture
@@ -73,7 +68,6 @@ def test_a_run_nobody_asks_about_parks_and_comes_back_unchanged():
         assert os.path.exists(r.park_path)
         f = r.frame()  # the next request brings it back from the parking checkpoint
         assert r.restarts == 1 and r.alive and not f.playing and f.step >= 50
-        assert not os.path.exists(r.park_path)
         assert r.step(5) == 5 and r.frame().step == f.step + 5
         assert "test_acc" in r.metrics_csv()
     finally:
@@ -132,7 +126,6 @@ def test_a_dropped_run_parks_and_is_reattached_by_its_id():
     back = BackgroundSession.reattach(run_id)
     try:
         assert back is not None and back.run_id == run_id and back.frame().step == 17
-        assert not os.path.exists(park)  # the state lives in the new process now
     finally:
         back.close()
     assert BackgroundSession.reattach(run_id) is None  # closed for good

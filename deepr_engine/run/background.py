@@ -14,8 +14,6 @@ unpickled (checkpoints are safetensors, see checkpoint.py).
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import tempfile
 import threading
 import time
 import uuid
@@ -25,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from . import parking
 from .config import RunConfig
 from .views import RunView, run_view
 
-PARK_DIR = Path(tempfile.gettempdir()) / "deepr-studio-parked"
-PARK_MAX_AGE_S = 24 * 3600
 _ERRORS = {"ValueError": ValueError, "FileNotFoundError": FileNotFoundError}
 
 
@@ -94,6 +91,7 @@ def _serve(conn, source, options: dict) -> None:
 
     wall = _WallRate()
     wall.step = session.step_count
+    parked_at = time.monotonic()   # training parks every PARK_EVERY_S: a crash loses at most that
 
     def handle(op, args, kw):
         nonlocal playing, spf, max_rate, until
@@ -141,6 +139,9 @@ def _serve(conn, source, options: dict) -> None:
         if time.monotonic() - last_seen > idle:  # nobody is watching: park and exit
             checkpoint.save(session, options["park_path"])
             return
+        if playing and time.monotonic() - parked_at > options["park_every_s"]:
+            checkpoint.save(session, options["park_path"])
+            parked_at = time.monotonic()
         if playing:
             t0 = time.perf_counter()
             want = spf if until is None else min(spf, until - session.step_count)
@@ -150,18 +151,6 @@ def _serve(conn, source, options: dict) -> None:
                 playing = False
             elif max_rate > 0:
                 time.sleep(max(0.0, n / max_rate - (time.perf_counter() - t0)))
-
-
-def _clean_parking(now: float) -> None:
-    """Parking files of tabs that never came back are removed after a day."""
-    if not PARK_DIR.is_dir():
-        return
-    for p in PARK_DIR.glob("*.safetensors"):
-        try:
-            if now - p.stat().st_mtime > PARK_MAX_AGE_S:
-                p.unlink()
-        except OSError:
-            pass
 
 
 def _context():
@@ -174,9 +163,9 @@ def _context():
     return ctx
 
 
-def _close(conn, process, park_path: str, park: bool) -> None:
+def _close(conn, process, run_id: str, park: bool) -> None:
     """End the child; with park, it first writes its parking checkpoint (the run can be
-    reattached by its id), else the parking file goes too."""
+    reattached by its id), else the parking file goes too (and the run is gone for good)."""
     try:
         conn.send(("close", (), {"park": park}))
     except (OSError, ValueError):
@@ -186,10 +175,7 @@ def _close(conn, process, park_path: str, park: bool) -> None:
     if process.is_alive():
         process.kill()
     if not park:
-        try:
-            os.unlink(park_path)
-        except OSError:
-            pass
+        parking.remove(run_id, f"it was closed at {parking.when(time.time())}")
 
 
 # -- the owner ----------------------------------------------------------------------------------
@@ -210,13 +196,13 @@ class BackgroundSession:
     def reattach(cls, run_id: str, **options) -> "BackgroundSession | None":
         """The run with this id: the live owner in this process, or a new one started from the
         run's parking file; None when the run is gone (or the id is not one of ours)."""
-        if not isinstance(run_id, str) or len(run_id) != 32 or any(c not in "0123456789abcdef" for c in run_id):
+        if not parking.valid_id(run_id):
             return None
         with cls._live_lock:
             run = cls._live.get(run_id)
         if run is not None:
             return run
-        path = PARK_DIR / f"{run_id}.safetensors"
+        path = parking.checkpoint_path(run_id)
         if not path.exists():
             return None
         try:
@@ -226,24 +212,25 @@ class BackgroundSession:
 
     def __init__(self, source: RunConfig | dict | str | bytes = "digits-demo", *, steps_per_frame: int = 10,
                  max_steps_per_second: float = 0.0, idle_timeout: float = 30.0, threads: int = 1,
-                 start_timeout: float = 180.0, run_id: str | None = None):
+                 start_timeout: float = 180.0, run_id: str | None = None,
+                 park_every_s: float = parking.PARK_EVERY_S):
         if isinstance(source, str):
             from .config import preset
             source = preset(source)
         elif isinstance(source, dict):
             source = RunConfig.from_dict(source)
         self.options = {"steps_per_frame": int(steps_per_frame), "idle_timeout": float(idle_timeout),
-                        "max_steps_per_second": float(max_steps_per_second), "threads": int(threads)}
-        PARK_DIR.mkdir(parents=True, exist_ok=True)
-        _clean_parking(time.time())
+                        "max_steps_per_second": float(max_steps_per_second), "threads": int(threads),
+                        "park_every_s": float(park_every_s)}
+        parking.clean()
         self.run_id = run_id or uuid.uuid4().hex
-        self.park_path = str(PARK_DIR / f"{self.run_id}.safetensors")
+        self.park_path = str(parking.checkpoint_path(self.run_id))
         self.start_timeout = start_timeout
         self.restarts = 0
+        self.last_step = 0              # the step of the latest frame (for steps lost in a crash)
+        self.restart_note = ""          # why the process was restarted, and what it cost
         self._lock = threading.Lock()
         self._start(source)
-        if run_id is not None:  # started from its parking file: the state lives in the child now
-            Path(self.park_path).unlink(missing_ok=True)
         with self._live_lock:
             self._live[self.run_id] = self
 
@@ -256,7 +243,7 @@ class BackgroundSession:
         self.process.start()
         theirs.close()
         self._conn = ours
-        self._finalizer = weakref.finalize(self, _close, ours, self.process, self.park_path, True)
+        self._finalizer = weakref.finalize(self, _close, ours, self.process, self.run_id, True)
         if not ours.poll(self.start_timeout):
             self.close()
             raise RuntimeError(f"the training process did not start within {self.start_timeout:.0f} s")
@@ -277,16 +264,23 @@ class BackgroundSession:
         return RuntimeError(f"the training process ended unexpectedly (exit code {self.process.exitcode})")
 
     def _revive_if_parked(self) -> None:
-        if self.process.is_alive() or not os.path.exists(self.park_path):
+        """A process that parked (or died after a park) comes back from its parking file."""
+        if self.process.is_alive() or not Path(self.park_path).exists():
             return
+        code = self.process.exitcode
         data = Path(self.park_path).read_bytes()
-        self._end(park=False)  # the old pipe and the parking file
-        try:
-            self._start(data)
-        except Exception:
-            Path(self.park_path).write_bytes(data)  # keep the parked run for another try
-            raise
+        if self._finalizer.detach() is not None:   # the old pipe (the file stays until started)
+            self._conn.close()
+        self._start(data)   # the file stays: a crash of the new process comes back to it
         self.restarts += 1
+        if code != 0:   # it crashed (or was killed) rather than parked
+            self._conn.send(("frame", (), {"events": False}))
+            step = self._answer().step
+            self.restart_note = (f"the training process ended (exit code {code}) and was restarted "
+                                 f"from its last park at step {step:,}: "
+                                 f"{max(0, self.last_step - step):,} steps lost")
+        with self._live_lock:
+            self._live[self.run_id] = self
 
     def _call(self, op: str, *args, **kw):
         with self._lock:
@@ -317,12 +311,21 @@ class BackgroundSession:
         self._call("hyperparams")
 
     # -- the session's verbs ------------------------------------------------------------------
+    def park(self) -> None:
+        """Write the run to its parking file and end its process (memory goes back); the next
+        request, or reattach(run_id) from any tab, brings it back."""
+        with self._lock:
+            if self.process.is_alive():
+                self._end(park=True)
+
     def frame(self, since: int | None = None, events: bool = True) -> RunView:
         """The run now, for drawing (a compact views.RunView: active connections only, the
         rewiring events after the cursor `since` (None: all the run still holds; events=False:
         none), wall-clock steps/s). A read: it changes nothing, so every tab and view on the run
         can ask; each keeps its own cursor (the view's `events_cursor`)."""
-        return self._call("frame", since=since, events=events)
+        view = self._call("frame", since=since, events=events)
+        self.last_step = view.step
+        return view
 
     def step(self, n: int = 1) -> int:
         return self._call("step", n)
@@ -369,7 +372,7 @@ class BackgroundSession:
 
     def _end(self, park: bool) -> None:
         if self._finalizer.detach() is not None:
-            _close(self._conn, self.process, self.park_path, park)
+            _close(self._conn, self.process, self.run_id, park)
 
     def close(self) -> None:
         """End the run for good (its process and any parking file)."""
