@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray CPUs per trial, in (0, 64] (each trial uses one torch thread)")
     s.add_argument("--quiet", action="store_true", help="no progress lines")
     _config_flags(s)
+    from .reproduce import add_parser as add_reproduce   # the paper's figures (reproduce.py)
+    add_reproduce(sub)
     from .scan_cli import add_parser as add_scan   # turnover against T / alpha (scan.py)
     add_scan(sub)
     return p
@@ -174,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "sweep":
             return _sweep(args, list(sys.argv[1:] if argv is None else argv))
+        if args.command == "reproduce":
+            from .reproduce import run as reproduce
+            return reproduce(args)
         if args.command == "scan":
             from .scan_cli import run as scan
             return scan(args)

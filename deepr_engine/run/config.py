@@ -70,7 +70,21 @@ class RunConfig:
 
     @property
     def n_rewired_layers(self) -> int:
-        return len(self.hidden) + 1 + (2 if self.model == "conv" else 0)
+        return len(self.hidden) + 1 + (2 if self.model in ("conv", "cifar-conv") else 0)
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Steps in one pass over `n_train` training examples (the batcher drops a partial
+        batch, so an epoch is n_train // batch_size steps; at least 1)."""
+        return max(1, int(n_train) // self.batch_size)
+
+    def planned_steps(self, n_train: int) -> int:
+        """The steps this config trains on a training split of `n_train` examples: `steps`, or
+        round(epochs x steps per epoch) when epochs > 0 (so a run and a sweep trial that holds
+        out validation data both train `epochs` passes over their own split, and lr_decay acts
+        as often in both)."""
+        if self.epochs > 0:
+            return max(1, round(self.epochs * self.steps_per_epoch(n_train)))
+        return self.steps
 
     def layer_connectivity(self, shapes=None) -> list[float]:
         """Per rewired layer; one value is spread by `distribution` (erk needs the weight

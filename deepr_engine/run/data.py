@@ -2,7 +2,9 @@
 
 digits (sklearn's 8x8 digits, shipped with scikit-learn) is the embedded default; spiral, moons,
 circles, xor and blobs are 2-D sets generated here, as in TensorFlow Playground; MNIST and
-Fashion-MNIST are read from the standard IDX files in a folder (downloaded when asked and online).
+Fashion-MNIST are read from the standard IDX files in a folder (downloaded when asked and online);
+mnist10k is the real MNIST test set's 10,000 images shipped in assets/mnist-t10k, split 8,000
+train / 2,000 test; cifar10 is read from the standard binary batches (cifar.py).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch
 from .. import validate
 
 TOY_SETS = ("spiral", "moons", "circles", "xor", "blobs")
-IMAGE_SETS = ("digits", "digits-28", "mnist", "fashion-mnist")
+IMAGE_SETS = ("digits", "digits-28", "mnist", "mnist10k", "fashion-mnist", "cifar10")
 DATASETS = IMAGE_SETS + TOY_SETS
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -31,6 +33,10 @@ MIRRORS = {
               "https://storage.googleapis.com/cvdf-datasets/mnist/"],
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
 }
+# the MNIST test set's IDX files (from a public mirror of the original files), shipped with the
+# repository: the training files are absent from mirrors that can be read here
+MNIST10K_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "mnist-t10k"
+MNIST10K_TEST = 2000   # of the 10,000 images: 8,000 train, 2,000 test (one fixed split)
 
 
 @dataclass
@@ -88,6 +94,11 @@ def _load(name, n_samples, noise, seed, test_fraction, root, download) -> Datase
     validate.integer("n_samples", n_samples, low=20, high=1_000_000)
     validate.finite("noise", noise, low=0.0, high=10.0)
     validate.finite("test_fraction", test_fraction, low=0.0, high=0.9, low_open=True)
+    if name == "mnist10k":
+        return _mnist10k(Path(root) if root is not None else MNIST10K_FOLDER)
+    if name == "cifar10":
+        return _cifar10(Path(root) if root is not None else default_data_root() / "cifar10",
+                        download)
     if name in ("mnist", "fashion-mnist"):
         root = Path(root) if root is not None else default_data_root() / name
         xtr, ytr = read_idx_pair(root, "train", name, download)
@@ -121,6 +132,32 @@ def _load(name, n_samples, noise, seed, test_fraction, root, download) -> Datase
                  torch.tensor(xte, dtype=torch.float32), torch.tensor(y[test], dtype=torch.long),
                  n_classes, shape)
     return ds
+
+
+def _mnist10k(root: Path) -> Dataset:
+    """The MNIST test set's 10,000 images split 8,000 / 2,000 by one fixed permutation (seed 0,
+    the same for every run: seeds vary init, batches and the validation hold-out)."""
+    x, y = read_idx_pair(root, "test", "mnist10k")
+    x = torch.from_numpy(x.reshape(len(x), -1).astype(np.float32) / 255.0)
+    y = torch.from_numpy(y.astype(np.int64))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    test, train = order[:MNIST10K_TEST], order[MNIST10K_TEST:]
+    return Dataset("mnist10k", x[train], y[train], x[test], y[test], 10, (28, 28))
+
+
+def _cifar10(root: Path, download: bool) -> Dataset:
+    """50,000 / 10,000 colour images, flattened channel-major (3 x 32 x 32 = 3072 inputs),
+    scaled to [0, 1] and standardised per channel with the training split's statistics.
+    image_shape is (32, 32); models read the channel count from the input size."""
+    from .cifar import read_cifar10
+    xtr, ytr, xte, yte = read_cifar10(root, download)
+    xtr = torch.from_numpy(xtr).float().div_(255.0)
+    xte = torch.from_numpy(xte).float().div_(255.0)
+    mean = xtr.mean((0, 2, 3), keepdim=True)
+    std = xtr.std((0, 2, 3), keepdim=True) + 1e-8
+    xtr, xte = (xtr - mean) / std, (xte - mean) / std
+    return Dataset("cifar10", xtr.reshape(len(xtr), -1), torch.from_numpy(ytr),
+                   xte.reshape(len(xte), -1), torch.from_numpy(yte), 10, (32, 32))
 
 
 def _to(ds: Dataset, device) -> Dataset:

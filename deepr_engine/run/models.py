@@ -14,14 +14,25 @@ def dense_model(cfg: RunConfig, n_in: int, n_out: int,
                 image_shape: tuple[int, int] | None = None) -> nn.Sequential:
     act = _ACTIVATIONS[cfg.activation]
     layers: list[nn.Module] = []
-    if cfg.model == "conv":
+    if cfg.model in ("conv", "cifar-conv"):
         if image_shape is None:
-            raise ValueError("model 'conv' needs image data (digits, mnist, fashion-mnist)")
-        h, w = image_shape
-        layers += [nn.Unflatten(1, (1, h, w)), nn.Conv2d(1, 8, 3, padding=1, bias=cfg.bias), act(),
-                   nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1, bias=cfg.bias), act(),
-                   nn.MaxPool2d(2), nn.Flatten()]
-        n_in = 16 * (h // 4) * (w // 4)
+            raise ValueError(f"model {cfg.model!r} needs image data (digits, mnist, mnist10k, "
+                             "fashion-mnist, cifar10)")
+        h, w = image_shape[-2:]
+        c = n_in // (h * w)   # channels: 1 for the digit sets, 3 for cifar10 (channel-major)
+        layers.append(nn.Unflatten(1, (c, h, w)))
+        if cfg.model == "conv":
+            layers += [nn.Conv2d(c, 8, 3, padding=1, bias=cfg.bias), act(), nn.MaxPool2d(2),
+                       nn.Conv2d(8, 16, 3, padding=1, bias=cfg.bias), act(), nn.MaxPool2d(2)]
+            n_in = 16 * (h // 4) * (w // 4)
+        else:   # TensorFlow's CIFAR-10 tutorial net (Bellec et al. 2018, CIFAR-10 experiment),
+            # without its local response normalisation: 5x5x64 conv, 3x3 stride-2 max-pool, twice
+            for c_in in (c, 64):
+                layers += [nn.Conv2d(c_in, 64, 5, padding=2, bias=cfg.bias), act(),
+                           nn.MaxPool2d(3, stride=2, padding=1)]
+                h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+            n_in = 64 * h * w
+        layers.append(nn.Flatten())
     sizes = [n_in, *cfg.hidden, n_out]
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b, bias=cfg.bias))

@@ -27,8 +27,11 @@ def _trainable(config: dict, payloads: list | None = None):
 
 
 def run_on_ray(todo: list[tuple[str, dict]], sink: Sink, address: str | None = None,
-               asha: bool = False, cpus_per_trial: float = 1.0, executor: str = "tasks") -> None:
-    """Run the trials, (key, config dict) each; every finished one goes to `sink`."""
+               asha: bool = False, cpus_per_trial: float = 1.0, executor: str = "tasks",
+               gpus_per_trial: float = 0.0) -> None:
+    """Run the trials, (key, config dict) each; every finished one goes to `sink`. A trial
+    sees a GPU only when it asks for a share of one (gpus_per_trial > 0): Ray hides the GPUs
+    from tasks that do not."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
@@ -62,9 +65,9 @@ def run_on_ray(todo: list[tuple[str, dict]], sink: Sink, address: str | None = N
             ray.init(num_cpus=os.cpu_count(), **kwargs)
     try:
         if executor == "tasks":
-            _run_tasks(todo, sink, cpus_per_trial)
+            _run_tasks(todo, sink, cpus_per_trial, gpus_per_trial)
         else:
-            _run_tune(payloads, asha, cpus_per_trial, Collector())
+            _run_tune(payloads, asha, cpus_per_trial, Collector(), gpus_per_trial)
     finally:
         if started_here:
             ray.shutdown()
@@ -74,11 +77,11 @@ def _task(config: dict) -> dict:
     return run_trial(config)
 
 
-def _run_tasks(todo, sink, cpus_per_trial) -> None:
+def _run_tasks(todo, sink, cpus_per_trial, gpus_per_trial=0.0) -> None:
     """Plain Ray tasks, one per trial, collected as they finish (no early stopping)."""
     import ray
 
-    remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(_task)
+    remote = ray.remote(num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=0)(_task)
     pending = {remote.remote(config): key for key, config in todo}
     try:
         while pending:
@@ -96,7 +99,7 @@ def _run_tasks(todo, sink, cpus_per_trial) -> None:
             ray.cancel(ref, force=True)
 
 
-def _run_tune(payloads, asha, cpus_per_trial, collector) -> None:
+def _run_tune(payloads, asha, cpus_per_trial, collector, gpus_per_trial=0.0) -> None:
     from ray import tune
 
     storage = tempfile.mkdtemp(prefix="deepr-sweep-")
@@ -108,7 +111,7 @@ def _run_tune(payloads, asha, cpus_per_trial, collector) -> None:
                                       grace_period=2, reduction_factor=3)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, payloads=payloads),
-                                {"cpu": cpus_per_trial}),
+                                {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
             param_space={"index": tune.grid_search(list(range(len(payloads))))},
             tune_config=tune.TuneConfig(scheduler=scheduler, reuse_actors=True,
                                         trial_dirname_creator=lambda t: t.trial_id),

@@ -38,8 +38,11 @@ CORE: tuple[Hyper, ...] = (
           text=TF, scale="bool", live=False, url_key="-"),
     Hyper("val_fraction", 0.0, 0.0, 0.5, "share of the training data held out (seeded) as a "
           "validation split; sweeps select on it", scale="fraction", live=False, url_key="-"),
-    Hyper("model", "mlp", help="network kind (conv: two rewired conv layers; image data)",
-          choices=("mlp", "conv"), scale="choice", live=False),
+    Hyper("model", "mlp", help="network kind (conv: two rewired 3x3 conv layers, 8 and 16 "
+          "channels; cifar-conv: two rewired 5x5 conv layers of 64 channels with 3x3 stride-2 "
+          "max-pooling, TensorFlow's CIFAR-10 tutorial net that Bellec et al. 2018 rewired; "
+          "image data, then the hidden layers)",
+          choices=("mlp", "conv", "cifar-conv"), scale="choice", live=False),
     Hyper("hidden", (64, 32), help="hidden layer sizes, comma-separated", typ=list[int],
           text="up to 8 sizes, each 1-4096 (up to 1000000 with compute sparse)", scale="text",
           live=False),
@@ -76,7 +79,15 @@ CORE: tuple[Hyper, ...] = (
     Hyper("eval_every", 100, 1, 10**9, "steps between test evaluations", scale="int",
           url_key="-"),
     Hyper("steps", 2000, 0, 10**9, "steps to train; with --resume, steps ADDED to the run",
-          scale="int", live=False),
+          scale="int", live=False,
+          idle=lambda cfg: f"epochs {cfg.epochs:g} > 0 sets the number of steps (epochs x "
+          "steps per epoch of the training split used); set epochs 0 to use steps"
+          if cfg.epochs > 0 else None),
+    Hyper("epochs", 0.0, 0.0, 1e6, "> 0: train this many passes over the training split "
+          "actually used (after a validation hold-out), steps = round(epochs x steps per epoch), "
+          "steps per epoch = n_train // batch_size (the batcher drops a partial batch; lr_decay "
+          "acts once per epoch); overrides steps", scale="number", live=False, url_key="-",
+          zero="use steps"),
     Hyper("device", "auto", help="where to train", text="auto, cpu, cuda, cuda:N", scale="text",
           live=False, url_key="-"),
 )

@@ -314,7 +314,8 @@ def run_sweep(base: RunConfig, grid: dict | None = None, random: dict | None = N
 
 def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, address: str | None = None,
                asha: bool = False, cpus_per_trial: float = 1.0, progress: bool = True,
-               on_result=None, meta: dict | None = None, executor: str | None = None) -> SweepRows:
+               on_result=None, meta: dict | None = None, executor: str | None = None,
+               gpus_per_trial: float = 0.0) -> SweepRows:
     """Run the given trials on Ray (skipping finished ones in out/results.csv). out/trials.json
     maps each row's key to its full config; `meta` (e.g. the preset, `ranges`) goes to
     out/sweep.json. A bad trial spec (not a Trial, an invalid config, a swept key that is no
@@ -376,7 +377,7 @@ def run_trials(trials: list[Trial], fields: list[str], out: str | Path, *, addre
         _add(cells | error_metrics(why) | {"seed": "", "key": key}, trial_label(swept))
     if todo:
         ray_exec.run_on_ray([(t.key, t.config.to_dict()) for t in todo], sink, address, asha,
-                            cpus_per_trial, executor)
+                            cpus_per_trial, executor, gpus_per_trial)
     for t in by_key.values():   # trials Ray never reported (e.g. interrupted sweep) stay unfinished
         if progress:
             print(f"trial {trial_label(t.swept)} seed={t.config.seed} did not finish", file=sys.stderr)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from .config import RunConfig
 
 RESULT_COLUMNS = ["seed", "val_acc", "test_acc", "connectivity", "turnover", "status", "seconds",
-                  "steps_done", "dead_outputs", "cpu_seconds", "val_loss", "note", "key"]
+                  "steps_done", "epochs_done", "dead_outputs", "cpu_seconds", "val_loss", "note",
+                  "key"]
 REPORTS = 10                               # progress points per trial (ASHA rungs, turnover window)
 
 
@@ -52,7 +53,8 @@ def error_metrics(note: str, seconds: float = 0.0, cpu_seconds: float = 0.0) -> 
     """The metrics of a trial that failed (or could not start): status error, why in `note`."""
     nan = float("nan")
     return {"val_acc": nan, "val_loss": nan, "test_acc": nan, "connectivity": nan, "turnover": nan,
-            "status": "error", "seconds": seconds, "steps_done": 0, "dead_outputs": -1,
+            "status": "error", "seconds": seconds, "steps_done": 0, "epochs_done": 0,
+            "dead_outputs": -1,
             "cpu_seconds": cpu_seconds, "note": note[:300]}
 
 
@@ -68,7 +70,7 @@ def run_trial(config: dict, report=None) -> dict:
         from .session import TrainingSession
         cfg = RunConfig.from_dict(config)
         s = TrainingSession(cfg)
-        steps = cfg.steps
+        steps = s.config.steps   # epochs > 0: resolved on the training split the trial uses
         window = max(1, round(steps / REPORTS))
         report_at = {round(steps * i / REPORTS) for i in range(1, REPORTS)} - {0, steps}
         marks = sorted(report_at | {steps, max(0, steps - window)})
@@ -100,4 +102,5 @@ def _row(s, pruned_at: dict, window: int, status: str, note: str, seconds: float
             "test_acc": ev["test_acc"],
             "connectivity": sum(l.k for l in s.layers) / sum(l.n_positions for l in s.layers),
             "turnover": turnover, "status": status, "seconds": seconds, "steps_done": done,
+            "epochs_done": done / s.config.steps_per_epoch(len(s.data.x_train)),
             "dead_outputs": dead_out, "note": note[:300]}
