@@ -59,7 +59,7 @@ class RewiringClassifier:
             age = np.asarray(age, dtype=np.int64)
             if not len(age):
                 continue
-            probe, death = split_pruned(age)
+            probe, death = (age >= 0) & (age < self.probe_steps), age >= self.probe_steps
             out[0, i], out[1, i] = int(probe.sum()), int(death.sum())
             if out[0, i]:   # the probes' birth steps: those revivals did not survive
                 born, n = np.unique(step - age[probe], return_counts=True)
