@@ -13,13 +13,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository r
 if __name__ == "__main__":
     import streamlit as st
 
+    from app import pages
     from app.routes import compare, dashboard
 
     st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
-    page = st.navigation([st.Page(dashboard.render, title="Dashboard", icon="🔌", url_path="dashboard",
-                                  default=True),
-                          st.Page(compare.render, title="Compare", icon="⚖️", url_path="compare"),
-                          st.Page("routes/sweep.py", title="Sweep", icon="🧪", url_path="sweep")])
+    page = st.navigation(pages.build(dashboard.render, compare.render, "routes/sweep.py"))
     page.run()
 elif __name__ != "__mp_main__":
     import streamlit as st

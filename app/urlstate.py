@@ -1,8 +1,10 @@
 """The dashboard's setup in the URL: parse query parameters into a RunConfig plus UI settings
 (bad values become messages and are ignored), and write them back. The URL keys come from the
 declarations (`registry.declarations()`, each setting's `url_key`), so a method's new
-hyperparameter is in the URL without an edit here. `run=<id>` names the tab's run so that a
-reload finds it again."""
+hyperparameter is in the URL without an edit here. A declared setting without a short key
+(val_fraction, lr_decay, epochs, ...) is written under its own name when it differs from the
+preset, so a link carries a sweep trial's whole setup; the data folder, downloading and the
+device never come from a URL. `run=<id>` names the tab's run so that a reload finds it again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,9 +13,31 @@ from deepr_engine.run import registry
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 
 
+NEVER_IN_URL = ("data_root", "download", "device")   # the server's files, network and hardware
+
+
 def config_keys() -> dict[str, str]:
     """URL key -> RunConfig setting, for every declared setting that has a URL key."""
     return {h.url: name for name, h in registry.declarations().items() if h.url}
+
+
+def extra_keys() -> dict[str, str]:
+    """URL key -> setting for the declared settings without a short key (their own name), but
+    NEVER_IN_URL: written only when they differ from the preset."""
+    return {name: name for name, h in registry.declarations().items()
+            if not h.url and name not in NEVER_IN_URL}
+
+
+def holdout_note(cfg: RunConfig) -> str:
+    """'trained on 80%, 20% held out for validation' for a run with a validation hold-out,
+    else ''."""
+    v = cfg.val_fraction
+    return f"trained on {1 - v:.0%}, {v:.0%} held out for validation" if v > 0 else ""
+
+
+def matching_preset(cfg: RunConfig) -> str | None:
+    """The preset this setup equals (seed, step budget and every other setting), else None."""
+    return next((name for name in PRESETS if preset(name) == cfg), None)
 
 
 def url_key(name: str) -> str:
@@ -59,7 +83,7 @@ def from_query(params: dict[str, str]) -> tuple[RunConfig, UISettings]:
     ui.preset = name
     ui.run_id = params.get("run", "")
     cfg = preset(name)
-    keys = config_keys()
+    keys = config_keys() | extra_keys()
     conn_key = url_key("connectivity")
     for key, fname in keys.items():
         if key not in params or key == conn_key:
@@ -133,7 +157,9 @@ def to_query(cfg: RunConfig, ui: UISettings, **live) -> dict[str, str]:
     out = {"preset": ui.preset}
     if ui.run_id:
         out["run"] = ui.run_id
-    for key, fname in config_keys().items():
+    start = preset(ui.preset).to_dict() if ui.preset in PRESETS else {}
+    extra = {k: f for k, f in extra_keys().items() if f in vals and vals[f] != start.get(f)}
+    for key, fname in (config_keys() | extra).items():
         if registry.foreign(cfg.algorithm, fname) or fname not in vals:
             continue
         v = vals[fname]

@@ -149,11 +149,13 @@ def sort_trials(df):
 
 
 def dashboard_url(config: dict, preset_name: str) -> str:
-    """/dashboard?... with the trial's setup (the dashboard's URL keys)."""
+    """The Dashboard (the app's default page, at the site's root) with the trial's whole setup
+    in the URL, its validation hold-out included: `./?preset=...&val_fraction=0.2&...`,
+    relative to this page so that a server under a base path works too."""
     from app.urlstate import UISettings, to_query
     cfg = RunConfig.from_dict(config)
     q = to_query(cfg, UISettings(preset=preset_name if preset_name in PRESETS else "digits-demo"))
-    return "/dashboard?" + urlencode(q)
+    return "./?" + urlencode(q)
 
 
 def _binned(series, max_levels: int = 10):
