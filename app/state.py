@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from deepr_engine.run import registry
+from deepr_engine.run import parking, registry
 from deepr_engine.run.background import BackgroundSession
 from deepr_engine.run.config import RunConfig, preset
 from deepr_engine.run.views import RunView
 
 from .charts.graph import EventTrail
 from .components import feed as live_feed
+from .history import RunHistory
 from .urlstate import UISettings
 
 START_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
@@ -51,6 +52,8 @@ class DashboardState:
     feed: live_feed.Feed | None = None   # the live views' frames over HTTP (components/feed.py)
     feed_gen: int = -1
     read_at: float = 0.0            # when `frame` was read from the run (monotonic)
+    history: RunHistory = field(default_factory=RunHistory)   # this tab's runs (history.py)
+    url_run: str = ""               # the run id this tab last wrote into the URL
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # -- lifecycle (called from init and from callbacks) ----------------------------------------
@@ -80,9 +83,11 @@ class DashboardState:
         return True
 
     def _adopt(self, run: BackgroundSession, ui: UISettings) -> None:
+        """Put `run` on screen; the run that was there parks and stays in the Runs list."""
         with self._lock:
             if self.run is not None and self.run is not run:
-                self.run.close()
+                self.shelve()
+            self.history.add(run.run_id, summary=describe(run.config), preset=ui.preset or "")
             self.run, self.ui = run, ui
             ui.run_id = run.run_id
             self.gen += 1
@@ -90,6 +95,37 @@ class DashboardState:
             self.trail.clear()
             live_feed.close_feed(self.feed)
             self.feed = None
+
+    def shelve(self) -> None:
+        """Park the run on screen (its process ends; the Runs list can reopen it)."""
+        view = self.frame
+        if view is not None:
+            self.history.note(self.run.run_id, step=view.step, test_acc=view.metrics.get("test_acc"))
+        self.run.pause()
+        self.run.park()
+
+    def adopt_fork(self, run: BackgroundSession, parent_id: str, step: int) -> None:
+        """Put a fork on screen; its record says where it forked off (the parent is parked)."""
+        self._adopt(run, self.ui)
+        self.history.note(run.run_id, fork={"parent": parent_id, "step": step}, step=step)
+        self.notice = f"Forked at step {step:,}: this is a new run; the original is in the Runs list."
+
+    def open_run(self, run_id: str) -> bool:
+        """Reopen one of this tab's runs (or any run by its id) at its step; False, with the
+        reason in `notice`, when it is gone."""
+        with self._lock:
+            if self.run is not None and run_id == self.run.run_id:
+                return True
+            run = BackgroundSession.reattach(run_id, steps_per_frame=self.ui.steps_per_frame,
+                                             max_steps_per_second=self.ui.max_steps_per_second)
+            if run is None:
+                self.notice = f"The run {run_id[:8]}… cannot be reopened: {parking.gone_reason(run_id)}."
+                return False
+            rec = parking.record(run_id) or {}
+            ui = UISettings(rec.get("preset") or "digits-demo", self.ui.steps_per_frame, self.ui.max_steps_per_second)
+            self._adopt(run, ui)
+            self.notice = ""
+            return True
 
     def init_from_url(self, params: dict[str, str]) -> None:
         """First run of the page: the URL's run if it still exists, else its setup."""
@@ -100,10 +136,13 @@ class DashboardState:
             run = BackgroundSession.reattach(ui.run_id, steps_per_frame=ui.steps_per_frame,
                                              max_steps_per_second=ui.max_steps_per_second)
             if run is not None:
+                self.history.adopt(ui.run_id)
                 self._adopt(run, ui)
                 return
-            self.notice = (f"The run in this URL ({ui.run_id[:8]}…) is gone (its parking file "
-                           "expired or the server restarted): started a new run from the URL's setup.")
+            if parking.record(ui.run_id):   # a reopened tab: its other runs may be there
+                self.history.adopt(ui.run_id)
+            self.notice = (f"The run in this URL ({ui.run_id[:8]}…) is gone: "
+                           f"{parking.gone_reason(ui.run_id)}. Started a new run from the URL's setup.")
         self.start(cfg, ui)
 
     def load(self, data: bytes) -> bool:

@@ -186,12 +186,16 @@ def set_conn_sliders(ks: list[int], view: RunView, gen: int) -> None:
         st.session_state[f"conn{i}_{gen}"] = min(1.0, max(0.001, round(k / layer.n_positions, 3)))
 
 
+NOT_SETUP = ("steps", "device", "data_root", "download")   # where and how long, not what
+
+
 def preset_index(name: str, cfg: RunConfig) -> int | None:
-    """The preset selector's position, or None (a placeholder) when the running setup is not
-    that preset's (a loaded checkpoint, another data set or method)."""
+    """The preset selector's position, or None ("custom") when the run did not start from
+    exactly that preset's setup (a sweep trial's lr or validation hold-out, a loaded
+    checkpoint, another data set or method). `cfg` is the run's starting config: live changes
+    made since do not turn a preset run into a custom one."""
     p = PRESETS.get(name)
-    same = p is not None and all(getattr(p, f) == getattr(cfg, f)
-                                 for f in ("dataset", "hidden", "algorithm", "model", "activation"))
+    same = p is not None and all(v == getattr(cfg, f) for f, v in p.to_dict().items() if f not in NOT_SETUP)
     return list(PRESETS).index(name) if same else None
 
 

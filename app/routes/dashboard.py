@@ -15,12 +15,12 @@ from deepr_engine.run.views import RunView
 
 from .. import tour
 from .. import widgets as w
-from . import run_views
+from . import run_views, runs_panel
 from ..components import feed as live_feed
 from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
 from ..text import plain
-from ..urlstate import UISettings, to_query
+from ..urlstate import UISettings, holdout_note, to_query
 
 SLOW_TICK = 3.0      # s between heavy-view refreshes while playing
 STATUS_TICK = 1.0    # s between counter refreshes while playing (the live views feed themselves)
@@ -52,7 +52,7 @@ def on_preset(gen: int) -> None:
     else:  # the selector goes back to the run that is running
         field_errors()["preset"] = s.setup_error
         s.setup_error = ""
-        running = w.preset_index(s.ui.preset, s.run.config) is not None
+        running = w.preset_index(s.ui.preset, s.run.info.config) is not None
         st.session_state[key] = s.ui.preset if running else None
 
 
@@ -178,9 +178,9 @@ def setup_controls(s: DashboardState, view: RunView) -> None:
     sb, cfg, g = st.sidebar, view.config, s.gen
     errors = field_errors()
     sb.header("Setup")
-    idx = w.preset_index(s.ui.preset, cfg)
+    idx = w.preset_index(s.ui.preset, s.run.info.config)
     sb.selectbox("Preset", list(PRESETS), key=w.init(f"preset{g}", None if idx is None else s.ui.preset),
-                 on_change=on_preset, args=(g,), placeholder="custom setup (see below)",
+                 on_change=on_preset, args=(g,), placeholder="custom",
                  help="A preset is a whole setup: data, network, method, seed and hyperparameters.")
     setup_error(sb, errors, "preset")
     sb.selectbox("Data set", DATASETS, key=w.init(f"dataset{g}", cfg.dataset),
@@ -260,7 +260,9 @@ def transport(s: DashboardState, view: RunView) -> None:
         row.button("Play", key="play", type="primary", on_click=on_play, disabled=bool(view.paused_reason))
     for n in (1, 10, 100):
         row.button(f"Step {n}", key=f"step{n}", on_click=on_step, args=(n,))
-    row.button("Reset", key="reset", on_click=on_reset, help="the same setup from step 0")
+    row.button("Reset", key="reset", on_click=on_reset, help="the same setup from step 0 (this run "
+               "is kept in the Runs list)")
+    runs_panel.fork_controls(row, s, view)
     with row.popover("Download figures"):
         info = s.run.info
         st.download_button("Graph (PNG)", lambda: s.with_trail(lambda trail: w.graph_png(view, info, trail)),
@@ -332,6 +334,7 @@ def feed_views(s: DashboardState, view: RunView) -> None:
 
 def status_fragment() -> None:
     s = dashboard()
+    s.history.touch()
     t0 = time.perf_counter()
     view = s.recent_view()
     if view.playing != s.playing:
@@ -368,6 +371,7 @@ def sync_url(s: DashboardState, view: RunView) -> None:
     """The setup in the URL. Written by every run of the page and its fragments: an update
     sent while a fragment run is in flight can be lost in the browser, the next one repairs it."""
     hp = view.hyperparams
+    s.url_run = s.ui.run_id
     st.query_params.from_dict(to_query(view.config, s.ui, lr=hp["lr"], batch_size=hp["batch_size"],
                                        connectivity=w.k_target_connectivity(view)))
 
@@ -377,6 +381,7 @@ def keepalive() -> None:
     written again."""
     s = dashboard()
     w.heartbeat([s.run])
+    s.history.touch()
     # played from another tab on this run: follow it (the page's own read counts when it is new)
     if s.recent_view(within=1.0).playing != s.playing:
         st.rerun(scope="app")
@@ -388,10 +393,13 @@ def render() -> None:
     s = dashboard()
     if s.run is None:
         s.init_from_url(dict(st.query_params))
+    runs_panel.follow_url(s)
     for msg in s.url_errors:  # messages quote what users typed or uploaded: shown as text
         st.error(plain(msg))
     if s.notice:
         st.info(plain(s.notice))
+    if s.run is not None and s.run.restart_note:
+        st.warning(plain(s.run.restart_note))
     if s.setup_error:
         st.error(plain(f"Setup not applied: {s.setup_error}"))
         s.setup_error = ""
@@ -400,6 +408,7 @@ def render() -> None:
     if view is None:
         return
     view = tour.apply_pending(s, view)  # a tour stop takes effect before the sidebar is drawn
+    runs_panel.runs_list(s)
     setup_controls(s, view)
     live_controls(s, view)
     file_controls(s, view)
@@ -408,7 +417,9 @@ def render() -> None:
     st.html("<style>.stElementContainer[data-stale='true']{opacity:1!important;transition:none!important}"
             "</style>")
     st.title("DeepR Studio")
-    st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}")
+    note = holdout_note(view.config)
+    st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}"
+               + (f" · {note}" if note else ""))
     transport(s, view)
     tour.panel(s, view)
     s.playing = view.playing

@@ -115,6 +115,8 @@ def _serve(conn, source, options: dict) -> None:
             return None
         if op == "checkpoint":
             return checkpoint.to_bytes(session)
+        if op == "fork":   # the fork's state as checkpoint bytes (it records the fork point)
+            return checkpoint.to_bytes(session.fork(**kw))
         if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid", "unit_maps",
                   "metrics_csv", "hyperparams", "evaluate"):
             return getattr(session, op)(*args, **kw)
@@ -200,8 +202,8 @@ class BackgroundSession:
             return None
         with cls._live_lock:
             run = cls._live.get(run_id)
-        if run is not None:
-            return run
+        if run is not None and (run.alive or Path(run.park_path).exists()):
+            return run   # live, or parked: its next request brings it back
         path = parking.checkpoint_path(run_id)
         if not path.exists():
             return None
@@ -361,6 +363,12 @@ class BackgroundSession:
     def checkpoint(self) -> bytes:
         """The run as checkpoint bytes (checkpoint.py's safetensors format)."""
         return self._call("checkpoint")
+
+    def fork(self, **changes) -> "BackgroundSession":
+        """A new run in its own process from this run's current state (TrainingSession.fork),
+        with `changes` to its live hyperparameters; this run goes on untouched."""
+        return BackgroundSession(self._call("fork", **changes), steps_per_frame=self.options["steps_per_frame"],
+                                 max_steps_per_second=self.options["max_steps_per_second"])
 
     @property
     def config(self) -> RunConfig:
