@@ -32,8 +32,10 @@ from .data import load_dataset
 METHODS = ("deepr", "soft-deepr", "magnitude", "l1", "rigl", "set")
 RULES = ("sgd", "momentum", "adam")
 LR_RANGES = {"sgd": (0.01, 10.0), "momentum": (0.001, 1.0), "adam": (1e-4, 0.03)}
-FIELDS = ["algorithm", "connectivity", "gradient", "lr", "alpha", "temperature", "drop_fraction",
-          "update_every", "prune_at"]
+# the row cells of a trial (results.csv's `connectivity` is the one reached; trials.json has
+# each row's full config, target connectivity included)
+FIELDS = ["algorithm", "gradient", "lr", "alpha", "temperature", "drop_fraction", "update_every",
+          "prune_at"]
 EXPERIMENTS = {   # name -> (preset, default connectivities, default epochs)
     "mnist": ("paper-mnist", (0.01, 0.02, 0.05, 0.1), 10.0),
     "cifar10": ("paper-cifar10", (0.02, 0.05, 0.1, 0.2), 30.0),
