@@ -452,55 +452,7 @@ def test_axes_start_at_zero_and_the_posterior_is_readable():
     assert w.data[0].colorscale and not w.data[0].reversescale  # RdBu: positive blue as in the graph
 
 
-# -- Compare page -------------------------------------------------------------------------------
-COMPARE = f"""
-import sys
-sys.path.insert(0, {str(Path(MAIN).parents[1])!r})
-if __name__ == "__main__":  # training processes re-import this script
-    from app.routes import compare
-    compare.render()
-"""
-
-
-def compare_app(query_: dict) -> AppTest:
-    at = AppTest.from_string(COMPARE, default_timeout=120)
-    for k, v in query_.items():
-        at.query_params[k] = v
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def test_compare_page_runs_methods_side_by_side_and_flags_a_missed_target(closing):
-    at = compare_app({"runs": "deepr,set,l1", "conn": "0.1", "steps": "60", "r1_every": "20"})
-    closing(at)
-    s = at.session_state["compare"]
-    assert [r.config.algorithm for r in s.runs] == ["deepr", "set", "l1"]
-    assert s.runs[1].config.update_every == 20
-    first = [f.layers[0].active_pos for f in s.frames[:2]]
-    assert np.array_equal(first[0], first[1])  # same seed: same initial mask
-    keys = {x.key for x in at.get("number_input")} | {x.key for x in at.get("slider")}
-    assert f"c_update_every1_{s.gen}" in keys and f"c_drop_fraction1_{s.gen}" in keys
-    at.button(key="c_play").click().run()
-    deadline = time.time() + 60
-    while time.time() < deadline and any(r.frame().playing for r in s.runs):
-        time.sleep(0.2)
-    at.run()
-    rows = at.dataframe[0].value
-    assert list(rows["step"]) == [60, 60, 60]
-    assert "train loss (smoothed)" in rows.columns
-    assert rows["K status"][2].startswith("⚠ target missed") and rows["K status"][0] == "ok"
-    q = query(at)
-    assert q["runs"] == "deepr,set,l1" and q["r1_every"] == "20" and q["steps"] == "60"
-    assert any('"type":"log"' in c.proto.spec.replace(" ", "")
-               for c in at.get("plotly_chart"))
-
-
-def test_compare_page_rejects_a_bad_run_list(closing):
-    at = compare_app({"runs": "deepr,nope"})
-    closing(at)
-    assert any("runs" in e.value for e in at.error)
-    assert len(at.session_state["compare"].runs) == 3
+# -- Compare page: tests/test_compare.py ---------------------------------------------------------
 
 
 # -- real browser ---------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """The Compare page: 2 to 4 runs side by side on the same data, seed and connectivity, each
-with its own method and that method's own hyperparameters (from the registry); Play and Step
-drive all of them together. Every run trains in its own process, so they train in parallel."""
+with its own method and that method's own hyperparameters (from the registry), or 2 to 4 forks
+of one run from the same step (compare_state.open_forks), each with one changed value; Play and
+Step drive all of them together. Every run trains in its own process, so they train in
+parallel. Curves are plotted against steps (a fork's history before its fork point is its
+parent's; a dotted line marks the fork), and the table compares the runs at one step."""
 from __future__ import annotations
 
 import time
@@ -117,8 +120,7 @@ def on_step(n: int) -> None:
 
 
 def on_reset() -> None:
-    s = compare()
-    s.start(s.base, s.specs)
+    compare().reset()
 
 
 # -- sidebar ------------------------------------------------------------------------------------
@@ -182,49 +184,127 @@ def transport(s: CompareState, frames: list[RunView]) -> None:
     row.button("Reset", key="c_reset", on_click=on_reset)
 
 
-def smoothed_loss(view: RunView) -> float:
-    _, v = view.telemetry.series["loss"].arrays()
+def at_step(series, step: int, default=np.nan):
+    """The series' last value at or before `step` (its default before the first point)."""
+    x, v = series.arrays()
+    i = int(np.searchsorted(x, step, side="right")) - 1
+    return v[i] if i >= 0 else default
+
+
+def smoothed_loss(view: RunView, step: int | None = None) -> float:
+    """Mean training loss of the last SMOOTH_POINTS points up to `step` (default: now)."""
+    x, v = view.telemetry.series["loss"].arrays()
+    if step is not None:
+        v = v[:int(np.searchsorted(x, step, side="right"))]
     v = v[np.isfinite(v)][-SMOOTH_POINTS:]
     return float(v.mean()) if len(v) else float("nan")
 
 
-def target_flag(view: RunView, budget: int) -> str:
-    """Empty when the run holds its K target, else why not (yet)."""
-    alg = registry.get(view.config.algorithm)
-    k, target = sum(l.k for l in view.layers), sum(w.k_targets(view))
-    n = sum(l.n_positions for l in view.layers)
-    if alg.k_meaning in ("active", "none") or abs(k - target) <= 0.05 * target:
+def pruned_until(view: RunView, step: int) -> int:
+    """Connections pruned up to `step`: the run's own total when it is at that step, else the
+    per-step counts (each point the mean of the steps since the one before) times their span."""
+    if view.step == step:
+        return view.telemetry.total_pruned
+    x, v = view.telemetry.pruned.arrays()
+    n = int(np.searchsorted(x, step, side="right"))
+    if n == 0:
+        return 0
+    counts = v[:n].sum(1) if v.ndim == 2 else v[:n]
+    return int(round(float(counts @ np.diff(x[:n], prepend=0))))
+
+
+def equal_step(frames: list[RunView], budget: int) -> tuple[int, str]:
+    """The step the table compares the runs at, and why that one: the budget when every run
+    has reached it, else the smallest step all runs have reached."""
+    lowest = min(f.step for f in frames)
+    if lowest >= budget:
+        return budget, f"the step budget ({budget:,})"
+    return lowest, "the smallest step all runs have reached"
+
+
+# How closely each way of keeping K holds it (registry: Algorithm.k_meaning, declared by the
+# optimizer as K_MEANING). Exact-K methods hold it every step; magnitude pruning from the end
+# of its schedule; L1 shrinkage never goes below it (its floor) and is flagged 5% above;
+# soft-Deep R has no hard constraint (Bellec et al. 2018, Algorithm 2: its count drifts around
+# the target through theta_min) and the project allows it 25% either way.
+K_TOLERANCE = {"active": 0.0, "target": 0.0, "floor": 0.05, "soft": 0.25}
+
+
+def tolerance_text(view: RunView) -> str:
+    """The run's K tolerance in words (the table's "K tolerance" column)."""
+    meaning = registry.get(view.config.algorithm).k_meaning
+    if meaning == "active":
+        return "exact K every step"
+    if meaning == "target":
+        return f"exact K from step {_reach(view):,} (pruning schedule)"
+    if meaning == "floor":
+        return f"K is a floor: +{K_TOLERANCE['floor']:.0%} above it at most"
+    if meaning == "soft":
+        return f"soft: ±{K_TOLERANCE['soft']:.0%} around K"
+    return "dense: no K"
+
+
+def _reach(view: RunView) -> int:
+    hp = view.hyperparams
+    return hp.get("prune_at", 0) + (hp.get("prune_events", 1) - 1) * hp.get("update_every", 0)
+
+
+def target_flag(view: RunView, k: int | None = None, step: int | None = None) -> str:
+    """Empty when the run holds its K target within its method's tolerance (K_TOLERANCE), else
+    why not (yet). k: active connections at `step` (default: now)."""
+    meaning = registry.get(view.config.algorithm).k_meaning
+    k = sum(l.k for l in view.layers) if k is None else k
+    step = view.step if step is None else step
+    target, n = sum(w.k_targets(view)), sum(l.n_positions for l in view.layers)
+    if meaning not in K_TOLERANCE:
         return ""
-    if alg.k_meaning == "target":
-        hp = view.hyperparams
-        reach = hp.get("prune_at", 0) + (hp.get("prune_events", 1) - 1) * hp.get("update_every", 0)
-        if view.step < reach:
-            return f"reaches target at step {reach:,}"
-    if alg.k_meaning == "soft" and abs(k - target) <= 0.25 * target:
+    off = (k - target) / target
+    if meaning == "target" and step < _reach(view) and off > 0:
+        return f"reaches target at step {_reach(view):,}"
+    tol = K_TOLERANCE[meaning]
+    ok = (-tol <= off <= tol) if meaning != "floor" else (0 <= off <= tol)
+    if ok or (meaning in ("active", "target") and k == target):
         return ""
-    return f"⚠ target missed: {k / n:.3f} vs {target / n:.3f}"
+    return f"⚠ target missed: {k / n:.3f} vs {target / n:.3f} ({off:+.0%}; {tolerance_text(view)})"
 
 
 def table(frames: list[RunView], s: CompareState) -> None:
+    at, why = equal_step(frames, s.base.steps)
     rows = []
-    for f in frames:
+    for label, f in zip(s.labels(), frames):
         t = w.totals(f)
-        rows.append({"run": registry.label(f.config.algorithm), "step": f.step,
-                     "test accuracy": round(f.metrics["test_acc"], 4),
-                     "train loss (smoothed)": round(smoothed_loss(f), 4),
-                     "active connections": t["k"], "connectivity": round(t["connectivity"], 4),
-                     "target": round(t["target_k"] / sum(l.n_positions for l in f.layers), 4),
-                     "K status": target_flag(f, s.base.steps) or "ok",
-                     "turnover (pruned)": f.telemetry.total_pruned,
-                     "ever active": round(float(t["ever"][-1]), 4),
-                     "wall time (s)": round(f.train_seconds, 1),
+        n = sum(l.n_positions for l in f.layers)
+        active = at_step(f.telemetry.active, at, None)
+        k = int(round(float(np.sum(active)))) if active is not None else t["k"]
+        rows.append({"run": label, "step now": f.step,
+                     "test accuracy": round(float(at_step(f.telemetry.series["test_acc"], at)), 4),
+                     "train loss (smoothed)": round(smoothed_loss(f, at), 4),
+                     "active connections": k, "connectivity": round(k / n, 4),
+                     "target": round(t["target_k"] / n, 4),
+                     "K tolerance": tolerance_text(f),
+                     "K status": target_flag(f, k, at) or "ok",
+                     "turnover (pruned)": pruned_until(f, at),
+                     "ever active": round(_ever(f, at, t), 4),
+                     "wall time now (s)": round(f.train_seconds, 1),
                      "status": f.paused_reason or ("training" if f.playing else "paused")})
     st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"Compared at <span id='equal-step'>{at}</span>: {why}. Test accuracy is the last "
+               f"evaluation at or before it; step now, wall time and status are now.",
+               unsafe_allow_html=True)
 
 
-def _curves(frames: list[RunView], what: str):
+def _ever(view: RunView, step: int, t: dict) -> float:
+    """Fraction of positions ever active up to `step` (per-layer fractions weighted by size)."""
+    v = at_step(view.telemetry.ever_active_frac, step, None)
+    if v is None or np.ndim(v) != 1:
+        return float(t["ever"][-1])
+    sizes = np.array([l.n_positions for l in view.layers], dtype=float)
+    return float(v @ sizes / sizes.sum())
+
+
+def _curves(frames: list[RunView], what: str, labels: list[str]):
     out = []
-    for i, f in enumerate(frames):
+    for i, (f, label) in enumerate(zip(frames, labels)):
         tel = f.telemetry
         if what in ("test_acc", "loss"):
             x, y = tel.series[what].arrays()
@@ -234,12 +314,23 @@ def _curves(frames: list[RunView], what: str):
         else:
             t = w.totals(f)
             x, y = t["ever_steps"], t["ever"]
-        out.append((f"{i + 1}. {registry.label(f.config.algorithm)}", x, y))
+        out.append((f"{i + 1}. {label}", x, y))
     return out
 
 
 CHARTS = [("test_acc", "test accuracy"), ("loss", "train loss"),
           ("turnover", "connections pruned per step"), ("ever", "fraction of positions ever active")]
+
+
+def chart(curves, title: str, log: bool, s: CompareState):
+    """One overlay of the runs' curves against steps; forks get their fork point marked."""
+    fig = figures.overlay_figure(curves, title, RUN_COLORS, log=log)
+    fig.update_xaxes(title_text="step", title_standoff=2)
+    if s.forks is not None:
+        fig.add_vline(x=s.forks.step, line=dict(color="#888", dash="dot", width=1.5),
+                      annotation_text=f"fork at {s.forks.step:,}", annotation_position="top left",
+                      annotation_font_size=10)
+    return fig
 
 
 def live_views() -> None:
@@ -250,18 +341,18 @@ def live_views() -> None:
     if playing != s.playing:
         st.rerun(scope="app")  # a run reached the budget or diverged: refresh the buttons
     table(frames, s)
+    labels = s.labels()
     cols = st.columns(2)
     for j, (what, title) in enumerate(CHARTS):
-        curves, log = _curves(frames, what), what == "turnover"
+        curves, log = _curves(frames, what, labels), what == "turnover"
         with cols[j % 2]:
-            st.plotly_chart(figures.overlay_figure(curves, title + (" (log)" if log else ""),
-                                                   RUN_COLORS, log=log),
+            st.plotly_chart(chart(curves, title + (" (log)" if log else ""), log, s),
                             key=f"c_chart{what}", config={"displaylogo": False})
     st.markdown("**Connectivity graphs**", help=live_graph.LEGEND)
     gcols = st.columns(len(frames))
     for i, (col, f, r) in enumerate(zip(gcols, frames, s.runs)):
         with col:
-            st.caption(f"{i + 1}. {registry.label(f.config.algorithm)} · step {f.step:,}")
+            st.caption(f"{i + 1}. {labels[i]} · step {f.step:,}")
             linear = [layer for layer in f.layers if len(layer.shape) == 2]
             image = None if len(linear) < len(f.layers) else r.info.image_shape
             live_graph.live_graph(live_graph.from_layers(linear, f.step, image, r.run_id),
@@ -290,6 +381,13 @@ def render() -> None:
     b = s.base
     st.caption(f"{b.dataset} · {b.model} · hidden {b.hidden} · connectivity {b.connectivity} "
                f"({b.distribution}) · seed {b.seed} · same data, seed and step budget for every run")
+    if s.forks is not None:
+        f = s.forks
+        st.info(plain(f"Forks of {f.parent_label or 'one run'} at step {f.step:,}: the same state "
+                      f"(weights, theta, masks, optimizer, random generators, data order); only "
+                      f"{f.field} differs ({', '.join(f.labels)}). Changing the setup in the "
+                      f"sidebar starts new runs from step 0; Reset starts the forks again."),
+                icon="🍴")
     frames = w.fetch_or_offer_restart(lambda: s.fetch(), "start the comparison again "
                                       "from its setup.", "c_restart", on_reset)
     if frames is None:
