@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from deepr_engine.run.telemetry import lifetime_bin_edges
 from deepr_engine.run.views import LayerView, RunView, TelemetryView
@@ -41,6 +42,15 @@ def add_changes(fig: go.Figure, changes, x_max: float, plot_px: int = 600, rows:
                            yanchor="top", font=dict(size=10, color=MARKER))
 
 
+def layout(**kw) -> dict:
+    """The dashboard charts' common layout with `kw` on top (for the figures of other modules)."""
+    return _BASE | kw
+
+
+def last_step(tel: TelemetryView) -> float:
+    return _x_max(tel)
+
+
 def _x_max(tel: TelemetryView) -> float:
     steps = tel.series["loss"].steps
     return float(steps[-1]) if len(steps) else 1.0
@@ -60,6 +70,49 @@ def transitions_figure(tel: TelemetryView) -> go.Figure:
     fig.update_xaxes(title_text="step", rangemode="tozero")
     fig.update_yaxes(title_text="connections / step", rangemode="tozero")
     return fig
+
+
+CLASS_STYLE = {"probe": ("probes (pruned within the probe window)", "#9970ab"),
+               "death": ("deaths of established connections", "#4d4d4d"),
+               "survived": ("revivals that survived", "#1a9850")}
+
+
+def classified_figure(tel: TelemetryView) -> go.Figure:
+    """Rewiring events per 100 steps, the three classes (deepr_engine.run.classify) stacked, one
+    panel per layer; every hyperparameter change marked."""
+    classes = tel.classes()
+    steps, _ = classes["probe"].arrays()
+    n_layers = classes["probe"].values.shape[1] if classes["probe"].values.ndim == 2 else 0
+    fig = make_subplots(rows=max(n_layers, 1), cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=[f"layer {i}" for i in range(n_layers)] or None)
+    fig.update_layout(**(_BASE | dict(height=90 + 110 * max(n_layers, 1), uirevision="classes",
+                                      margin=dict(l=50, r=10, t=70, b=40), legend=dict(orientation="h", y=0.995, yanchor="top",
+                                                                         yref="container"))))
+    for i in range(n_layers):
+        for name in CLASS_STYLE:
+            label, color = CLASS_STYLE[name]
+            fig.add_trace(go.Scatter(x=steps, y=100 * classes[name].values[:, i], mode="lines", name=label,
+                                     stackgroup=f"L{i}", legendgroup=name, showlegend=i == 0,
+                                     line=dict(color=color, width=0.6), fillcolor=color,
+                                     hovertemplate=f"L{i} {name}: %{{y:.3g}} per 100 steps at step %{{x}}<extra></extra>"),
+                          row=i + 1, col=1)
+        fig.update_yaxes(title_text="/100 steps", rangemode="tozero", row=i + 1, col=1)
+    add_changes(fig, tel.changes, _x_max(tel))
+    fig.update_xaxes(title_text="step", rangemode="tozero", row=max(n_layers, 1), col=1)
+    return fig
+
+
+def class_rows(tel: TelemetryView) -> list[dict]:
+    """Per layer (and all layers): each class since the start and per 100 steps over the last
+    `class_window` steps (the engine's exact counts)."""
+    names = list(CLASS_STYLE)
+    n = len(tel.class_totals.get("probe", []))
+    rows = []
+    for i in list(range(n)) + ["all"]:
+        pick = (lambda a: float(np.sum(a))) if i == "all" else (lambda a, i=i: float(a[i]))
+        rows.append({"layer": str(i)} | {f"{c} total": int(pick(tel.class_totals[c])) for c in names}
+                    | {f"{c} /100 steps": pick(tel.class_rates[c]) for c in names})
+    return rows
 
 
 def raster_figure(tel: TelemetryView) -> go.Figure:

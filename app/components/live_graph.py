@@ -40,8 +40,9 @@ LEGEND = ("blue +, red −, opacity |w|; green: revived, bold dark (light on a d
           f"again within {PROBE_STEPS} steps), fading over about a second — per frame up to "
           f"{FADE_BUDGET['death']} deaths, {FADE_BUDGET['added']} revivals and {FADE_BUDGET['probe']} "
           "probes (a fair sample when there are more: Deep R can revive and prune hundreds per "
-          "frame); hollow units are dead. Counters: every pruned and revived "
-          "connection per second, per layer. "
+          "frame); hollow units are dead. Counters, per layer and per 100 steps (over the last "
+          "100 steps or more): deaths of established connections, probes, revivals. Hover a unit: "
+          "its fan-in and fan-out edges (and its map in the Units view). "
           f"Above {SAMPLE_LIMIT:,} edges a fixed sample is drawn (the canvas says so).")
 
 _component = st.components.v2.component(

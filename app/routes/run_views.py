@@ -12,14 +12,18 @@ import numpy as np
 import streamlit as st
 
 from deepr_engine.run import registry
+from deepr_engine.run.classify import PROBE_STEPS
 from deepr_engine.run.views import RunView
 
 from ..charts import changes, figures
 from ..state import dashboard
 from ..text import plain
+from .topology_view import topology_panel
+from .turnover_view import turnover_panel
 from .units_view import units
 
-VIEWS = ["Transitions", "Units", "Posterior", "Weights", "Decision boundary", "Tracked set", "Change log"]
+VIEWS = ["Transitions", "Units", "Topology", "Turnover", "Posterior", "Weights", "Decision boundary",
+         "Tracked set", "Change log"]
 SNAPSHOT_POSITIONS = 4_000_000  # full-size theta and sign: 64 MB through the pipe at most
 
 
@@ -30,17 +34,40 @@ def slow_views() -> None:
     if view is None:
         return
     choice = st.session_state.get("view") or VIEWS[0]
-    {"Transitions": transitions, "Units": units, "Posterior": posterior, "Weights": weights,
+    {"Transitions": transitions, "Units": units, "Topology": topology_panel, "Turnover": turnover_panel,
+     "Posterior": posterior, "Weights": weights,
      "Decision boundary": boundary, "Tracked set": tracked}.get(choice, change_log)(view)
 
 
 def transitions(view: RunView) -> None:
     tel = view.telemetry
+    class_counters(view)
+    st.plotly_chart(figures.classified_figure(tel), key="classes_chart")
     a, b = st.columns(2)
     a.plotly_chart(figures.transitions_figure(tel), key="trans_chart")
     b.plotly_chart(figures.raster_figure(tel), key="raster_chart")
     a.plotly_chart(figures.lifetime_figure(tel), key="life_chart")
     b.plotly_chart(figures.ever_active_figure(tel), key="ever_chart")
+
+
+def class_counters(view: RunView) -> None:
+    """Every rewiring event classified once (the engine's counts): since the start and per 100
+    steps over the last steps, per layer."""
+    tel = view.telemetry
+    if not tel.class_totals:
+        return
+    rows = figures.class_rows(tel)
+    head = ("| layer | probes | deaths | survived | probes /100 steps | deaths /100 steps | survived /100 steps |\n"
+            "|---|---:|---:|---:|---:|---:|---:|\n")
+    body = "".join(f"| {r['layer']} | {r['probe total']:,} | {r['death total']:,} | {r['survived total']:,} | "
+                   f"{r['probe /100 steps']:,.1f} | {r['death /100 steps']:,.1f} | {r['survived /100 steps']:,.1f} |\n"
+                   for r in rows)
+    totals = ";".join(",".join(str(int(v)) for v in tel.class_totals[c]) for c in ("probe", "death", "survived"))
+    st.markdown(f"**Rewiring events by class** at step {view.step:,}: a probe was pruned within "
+                f"{PROBE_STEPS} steps of its revival, a death is the pruning of an established connection, "
+                f"a survivor a revival still active {PROBE_STEPS} steps later; rates over the last "
+                f"{tel.class_window} steps.<span id='class-totals' data-step='{view.step}' data-v='{totals}' "
+                f"hidden></span>\n\n" + head + body, unsafe_allow_html=True)
 
 
 def posterior(view: RunView) -> None:

@@ -8,7 +8,8 @@
 
 const STATES = new WeakMap();           // parentElement -> state; the module is called per frame
 const FADE_MS = { added: 1000, death: 1200, probe: 700 };
-const RATE_WINDOW_MS = 2000;            // pruned/revived per second over this window
+const RATE_STEPS = 100;                 // counters: per 100 steps, over the last >= 100 steps
+const RATE_EVENTS = 400;                // frames kept for them (paused: the last rates stay)
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
 const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
@@ -381,27 +382,34 @@ function showTip(S) {
 }
 
 function rates(S, now) {
-  S.events = S.events.filter((e) => now - e.t < RATE_WINDOW_MS);
+  // per 100 steps (not per second: comparable whatever the machine's load), from the newest
+  // frames back until they cover RATE_STEPS steps; probes: pruned within the probe window of
+  // their revival, deaths: the other prunes (established connections)
+  if (S.events.length > RATE_EVENTS) S.events.splice(0, S.events.length - RATE_EVENTS);
   const out = S.layers.map(() => [0, 0, 0]);
-  for (const e of S.events)
+  let steps = 0;
+  for (let i = S.events.length - 1; i >= 0 && steps < RATE_STEPS; i--) {
+    const e = S.events[i];
+    steps += e.steps;
     e.counts.forEach(([p, r, q], l) => { if (out[l]) { out[l][0] += p; out[l][1] += r; out[l][2] += q || 0; } });
-  const sec = RATE_WINDOW_MS / 1000;
-  return out.map(([p, r, q]) => ({ pruned: p / sec, revived: r / sec, probes: q / sec }));
+  }
+  const k = steps > 0 ? 100 / steps : NaN;
+  return out.map(([p, r, q]) => ({ pruned: p * k, revived: r * k, probes: q * k, deaths: (p - q) * k, steps }));
 }
 
 function rate(v) {
   // 0.4, 12.5, 1,234, 45,481: one decimal only where it says something
-  return v.toLocaleString("en-US", { maximumFractionDigits: v < 100 ? 1 : 0 });
+  return Number.isFinite(v) ? v.toLocaleString("en-US", { maximumFractionDigits: v < 100 ? 1 : 0 }) : "—";
 }
 
 function renderCounters(S) {
   const r = rates(S, performance.now());
   S.countersEl.replaceChildren(...r.map((x, l) => {
     const span = document.createElement("span");
-    span.textContent = `L${l}: pruned ${rate(x.pruned)}/s (${rate(x.probes)} probes) · revived ${rate(x.revived)}/s`;
+    span.textContent = `L${l}: ${rate(x.deaths)} deaths · ${rate(x.probes)} probes · ${rate(x.revived)} revived`;
     return span;
   }));
-  S.stepEl.textContent = `step ${S.step.toLocaleString()}`;
+  S.stepEl.textContent = `step ${S.step.toLocaleString()} · per 100 steps:`;
 }
 
 function fade(S, l, pos, kind, now, keep) {
@@ -465,7 +473,7 @@ function applyDelta(S, d, a, now) {
     if (probe) for (let i = 0; i < probe.length; i++) fade(S, l, probe[i], "probe", now, keep);
   }
   if (d.dead) S.dead = new Set(A("dead"));
-  S.events.push({ t: now, counts: d.counts });
+  S.events.push({ t: now, counts: d.counts, steps: 0 });  // its steps: applyMessage
   S.seq = d.seq;
 }
 
@@ -513,6 +521,7 @@ function applyMessage(S, h, a, bytes, t0) {
     const todo = deltasToApply(S, h, t0);  // common.js: the sync protocol
     if (!todo) return;
     for (const d of todo) applyDelta(S, d, a, now);
+    if (S.events.length) S.events[S.events.length - 1].steps = Math.max(0, h.step - S.step);
     if (S.inconsistent) resync(S, h);
   }
   S.step = h.step;
