@@ -48,9 +48,10 @@ class DenseLedger:
         return {f"ever_active.{i}": self.ever.to(torch.uint8).cpu(), f"born.{i}": self.born.cpu()}
 
     def load(self, i: int, tensors: dict) -> None:
+        # copies: the tensors may be another live run's (a fork), and record() writes in place
         dev = self.born.device
-        self.ever = tensors[f"ever_active.{i}"].to(dev).bool()
-        self.born = tensors[f"born.{i}"].to(dev).long()
+        self.ever = tensors[f"ever_active.{i}"].to(dev).bool().clone()
+        self.born = tensors[f"born.{i}"].to(dev).long().clone()
 
 
 class SparseLedger:
@@ -101,9 +102,9 @@ class SparseLedger:
                 f"ever_full.{i}": torch.tensor([int(self.ever_full)])}
 
     def load(self, i: int, tensors: dict) -> None:
-        self.pos = tensors[f"born_pos.{i}"].to(self.device).long()
-        self.step = tensors[f"born_step.{i}"].to(self.device).long()
-        self.ever = tensors[f"ever_pos.{i}"].to(self.device).long()
+        self.pos = tensors[f"born_pos.{i}"].to(self.device).long().clone()
+        self.step = tensors[f"born_step.{i}"].to(self.device).long().clone()
+        self.ever = tensors[f"ever_pos.{i}"].to(self.device).long().clone()
         self.ever_full = bool(tensors[f"ever_full.{i}"][0])
 
 
@@ -215,7 +216,7 @@ class EventRing:
 
     @staticmethod
     def _count(layers) -> int:
-        return sum(len(p) + len(a) for p, _, a in layers)
+        return sum(len(r[0]) + len(r[2]) for r in layers)
 
     def add(self, step: int, layers: list[tuple]) -> None:
         if len(self.records) == self.records.maxlen:
@@ -245,6 +246,28 @@ class EventRing:
             cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else _NONE  # noqa: E731
             layers.append({"pruned": cat(0), "pruned_age": cat(1), "activated": cat(2)})
         return Events(cursor, self.seq, complete, layers)
+
+    def steps(self) -> list[int]:
+        """The training steps whose events the ring holds, oldest first."""
+        return sorted({r[1] for r in self.records})
+
+    def at_step(self, step: int) -> list[dict[str, np.ndarray]] | None:
+        """One step's events per layer (a live change of K at that step included): pruned with
+        age and theta before / after the step (empty when the method does not report theta),
+        activated. None when the ring no longer holds the step."""
+        recs = [r[2] for r in self.records if r[1] == step]
+        if not recs:
+            return None
+        keys = ("pruned", "pruned_age", "activated", "theta_before", "theta_after")
+        out = []
+        for i in range(self.n_layers):
+            parts = [rec[i] for rec in recs]
+            layer = {}
+            for j, k in enumerate(keys):
+                arrays = [p[j] for p in parts if len(p) > j and len(p[j])]
+                layer[k] = np.concatenate(arrays) if arrays else (_NONE if j < 3 else np.zeros(0, np.float32))
+            out.append(layer)
+        return out
 
 
 class Telemetry:
@@ -310,7 +333,9 @@ class Telemetry:
                 np.add.at(self.lifetimes[i], bins, 1)
             if a.numel() or p.numel():
                 self.ledgers[i].record(step, p, a)
-            record.append((p_np, life, a_np))
+            tb, ta = ev.get("theta_before"), ev.get("theta_after")
+            theta = (tb.float().cpu().numpy(), ta.float().cpu().numpy()) if tb is not None and p.numel() else ()
+            record.append((p_np, life, a_np, *theta))
         self.events.add(step, record)
         counts = self.classifier.add(step, [r[1] for r in record], activated)
         for c, row in zip(CLASSES, counts):
@@ -321,6 +346,10 @@ class Telemetry:
         self.active.add(step, [layer.k for layer in layers])
         if len(self.tracked_pos):
             self.tracked_theta.add(step, self.tracked_values(layers))
+
+    def replay(self, step: int) -> list[dict[str, np.ndarray]] | None:
+        """The rewiring events of one recent step (EventRing.at_step)."""
+        return self.events.at_step(step)
 
     def events_since(self, cursor: int | None) -> "Events":
         """The rewiring events after `cursor` (see EventRing.since); changes nothing."""
