@@ -7,6 +7,7 @@ from math import comb
 
 import numpy as np
 import pytest
+import torch
 
 from deepr_engine.run import checkpoint, scan
 from deepr_engine.run.classify import PROBE_STEPS
@@ -55,6 +56,7 @@ def test_probes_fall_as_temperature_rises_and_match_the_theory(spiral):
     lets more revived connections climb away from 0, so fewer probes; and the probe fraction
     among settled revivals is predicted_probe_fraction. Tolerance 0.02: over 100 steps some
     thousands of revivals settle (binomial std dev < 0.006) and the gradient is ~5% of alpha."""
+    before = {k: v.clone() for k, v in spiral.telemetry.tensors().items()}
     table = scan.turnover_scan(spiral, "temperature", [3e-3, 1e-2, 3e-2], steps=100, workers=0)
     rows = sorted(table.rows, key=lambda r: r["value"])
     assert [r["status"] for r in rows] == ["ok"] * 3 and table.current == pytest.approx(1e-5)
@@ -63,7 +65,8 @@ def test_probes_fall_as_temperature_rises_and_match_the_theory(spiral):
     for r in rows:
         assert r["probes_per_100"] + r["survived_per_100"] > 1000
         assert abs(r["probe_fraction"] - r["predicted_probe_fraction"]) < 0.02, r
-    assert spiral.step_count == 50   # the scanned run itself did not move
+    assert spiral.step_count == 50   # the scanned run itself did not move, nor its records
+    assert all(torch.equal(v, spiral.telemetry.tensors()[k]) for k, v in before.items())
     assert len(table.to_csv().splitlines()) == 4 and table.summary()[0]["n_ok"] == 1
 
 
