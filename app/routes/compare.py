@@ -352,7 +352,7 @@ def live_views() -> None:
     gcols = st.columns(len(frames))
     for i, (col, f, r) in enumerate(zip(gcols, frames, s.runs)):
         with col:
-            st.caption(f"{i + 1}. {labels[i]} · step {f.step:,}")
+            st.caption(f"{i + 1}\\. {labels[i]} · step {f.step:,}")   # not a Markdown list
             linear = [layer for layer in f.layers if len(layer.shape) == 2]
             image = None if len(linear) < len(f.layers) else r.info.image_shape
             live_graph.live_graph(live_graph.from_layers(linear, f.step, image, r.run_id),

@@ -26,7 +26,7 @@ from deepr_engine.run.config import PRESETS, RunConfig, preset
 from app.text import plain
 
 ROOT = Path(__file__).resolve().parents[2]
-SWEEPS = ROOT / "runs" / "sweeps"
+SWEEPS = Path(os.environ.get("DEEPR_SWEEPS") or ROOT / "runs" / "sweeps")   # the sweeps' folders
 MODES = ["grid", "log", "uniform"]
 POLL = 2.0        # s between reads of results.csv while a sweep runs
 DEFAULT_SPACE = [{"field": "lr", "mode": "log", "values": "0.01:1"},
@@ -291,12 +291,14 @@ def results_view(out: Path, running: bool) -> None:
     event = st.dataframe(shown, width="stretch", hide_index=True, on_select="rerun",
                          selection_mode="single-row", key=f"sw_table_{out.name}", column_config=numbers)
     picked = event.selection.rows if event is not None and hasattr(event, "selection") else []
-    if picked:
-        row = df.loc[shown.index[picked[0]]]
-        cfg = configs.get(row["key"])
-        if cfg is not None:
-            st.link_button(f"Open trial seed {row['seed']} ({', '.join(f'{f}={row[f]}' for f in swept)}) "
-                           f"on the Dashboard", dashboard_url(cfg, meta.get("preset", "digits-demo")))
+    row = df.loc[shown.index[picked[0] if picked else 0]]   # the selected trial, else the best
+    cfg = configs.get(row["key"])
+    if cfg is not None:
+        which = "trial" if picked else "the best trial,"
+        st.link_button(f"Open {which} seed {row['seed']} ({', '.join(f'{f}={row[f]}' for f in swept)}) "
+                       f"on the Dashboard", dashboard_url(cfg, meta.get("preset", "digits-demo")),
+                       help="its exact setup, the validation hold-out included (the Dashboard "
+                            "trains it from step 0 on the same split)")
     varied = [f for f in swept if df[f].nunique() > 1]
     if len(varied) >= 2:
         c1, c2 = st.columns(2)
