@@ -10,7 +10,8 @@ and on real MNIST data (mnist10k: the MNIST test set's 10,000 images, 8,000 trai
 The machinery is `deepr_engine.run.reproduce.study` (the `reproduce` command's): per method and
 connectivity `--budget` random settings split evenly over sgd / momentum / adam, lr log-uniform
 over the rule's range (reproduce.LR_RANGES: sgd [0.01, 10], momentum [0.001, 1], adam
-[1e-4, 0.03]) and the method's own knobs (reproduce.space), one run each (seed 0) scored on 20%
+[1e-4, 0.03]; soft-Deep R's adam [1e-4, 0.3]: its best sat at the top of [1e-4, 0.03] on digits)
+and the method's own knobs (reproduce.space), one run each (seed 0) scored on 20%
 of the training data held out; the best (ties: lower validation loss) among those within 10% of
 the target connectivity is trained again with seeds 1-3 and scored on test.
 - digits: 64-100-10 with biases, batch 32, --digits-steps steps (37 epochs of the 1,078
