@@ -15,12 +15,12 @@ import streamlit as st
 
 from deepr_engine.run import registry
 from deepr_engine.run.background import BackgroundSession
-from deepr_engine.run.config import RunConfig, preset
+from deepr_engine.run.config import PRESETS, RunConfig, preset
 from deepr_engine.run.views import RunView
 
 from . import pages
 from .state import START_ERRORS
-from .urlstate import RunSpec, UISettings, run_config
+from .urlstate import RunSpec, UISettings, matching_preset, run_config
 
 # the hyperparameters a fork may change, and how a fork's label names them
 FORK_FIELDS = {"temperature": "T", "alpha": "alpha", "connectivity": "K", "lr": "lr"}
@@ -104,11 +104,10 @@ class CompareState:
             raise ValueError(f"{field_name}: fork values must be numbers; got {values!r}") from None
         if not 2 <= len(values) <= 4:
             raise ValueError(f"{field_name}: 2 to 4 fork values; got {len(values)}")
-        ui = self.ui
         runs: list[BackgroundSession] = []
         try:
             for v in values:
-                run = BackgroundSession(source, steps_per_frame=ui.steps_per_frame)
+                run = BackgroundSession(source, steps_per_frame=self.ui.steps_per_frame)
                 runs.append(run)
                 if v != _current(run, field_name):
                     run.set_hyperparams(**{field_name: v})
@@ -118,6 +117,9 @@ class CompareState:
                 r.close()
             raise ValueError(f"{field_name}: {exc}") from exc
         cfg = runs[0].config
+        near = matching_preset(cfg) or next((n for n in PRESETS if preset(n).dataset == cfg.dataset),
+                                            self.ui.preset)   # the Preset selector's entry
+        ui = UISettings(near, self.ui.steps_per_frame, self.ui.max_steps_per_second)
         steps = cfg.steps if view.step < cfg.steps else view.step + cfg.steps  # room to play on
         base = cfg.replace(steps=steps)
         wrap = (lambda v: [v]) if field_name == "connectivity" else (lambda v: v)

@@ -325,7 +325,8 @@ CHARTS = [("test_acc", "test accuracy"), ("loss", "train loss"),
 def chart(curves, title: str, log: bool, s: CompareState):
     """One overlay of the runs' curves against steps; forks get their fork point marked."""
     fig = figures.overlay_figure(curves, title, RUN_COLORS, log=log)
-    fig.update_xaxes(title_text="step", title_standoff=2)
+    fig.update_xaxes(title_text="step", title_standoff=0)
+    fig.update_layout(height=300, margin=dict(b=45), legend=dict(y=-0.3))   # below the axis title
     if s.forks is not None:
         fig.add_vline(x=s.forks.step, line=dict(color="#888", dash="dot", width=1.5),
                       annotation_text=f"fork at {s.forks.step:,}", annotation_position="top left",
