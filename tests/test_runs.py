@@ -80,3 +80,33 @@ def test_a_gone_run_says_why(at):
     fresh.run()
     assert any("expired at 2026-12-02 10:00 UTC" in m for m in shown(fresh.info))
     state(fresh).run.close()
+
+
+def test_replay_shows_a_steps_events_as_the_engine_made_them(at):
+    """The replayed step's pruned / revived connections are the engine's last_events of that
+    step (an independent session with the same setup: CPU runs repeat exactly)."""
+    import numpy as np
+
+    from deepr_engine.run.session import TrainingSession
+    from app.charts.palette import is_probe
+    s = state(at)
+    at.button(key="step10").click().run()
+    twin = TrainingSession(s.run.info.config)
+    twin.step(10)
+    rep = s.run.replay(10)
+    probes = died = revived = 0
+    for layer, ev in zip(rep["layers"], twin.optimizer.last_events):
+        assert np.array_equal(layer["pruned"], ev["pruned"].numpy())
+        assert np.array_equal(layer["activated"], ev["activated"].numpy())
+        if len(ev["pruned"]):
+            assert np.allclose(layer["theta_after"], ev["theta_after"].numpy())
+        assert len(layer["theta_after"]) == len(layer["pruned"]) and (layer["theta_after"] < 0).all()
+        assert (layer["theta_before"] >= 0).all()
+        probe = is_probe(layer["pruned_age"])
+        probes, died, revived = probes + probe.sum(), died + (~probe).sum(), revived + len(layer["activated"])
+    assert revived > 0
+    caption = next(c.value for c in at.caption if "replay-counts" in c.value)
+    assert f"{died} pruned (established), {probes} probes, {revived} revived" in caption
+    assert rep["steps"][-1] == 10 and at.select_slider(key=f"replay{s.gen}_10").value == 10
+    at.select_slider(key=f"replay{s.gen}_10").set_value(9).run()
+    assert "step 9:" in next(c.value for c in at.caption if "replay-counts" in c.value)

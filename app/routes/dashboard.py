@@ -15,7 +15,7 @@ from deepr_engine.run.views import RunView
 
 from .. import tour
 from .. import widgets as w
-from . import run_views, runs_panel
+from . import replay, run_views, runs_panel
 from ..components import feed as live_feed
 from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
@@ -427,6 +427,7 @@ def render() -> None:
         feed_views(s, view)
     else:
         st.fragment(run_every=live_graph.run_every("graph", view.playing))(live_views)()
+    replay.panel(s, view)
     st.segmented_control("View", run_views.VIEWS, default=run_views.VIEWS[0], key="view")
     st.fragment(run_every=SLOW_TICK if view.playing else None)(run_views.slow_views)()
     if not view.playing:

@@ -46,7 +46,7 @@ def on_fork_over(gen: int) -> None:
         s.live_error = f"Fork over {FORK_FIELDS[field]}: comma-separated numbers; got {text!r}"
         return
     try:
-        open_forks(s.run, field, values, parent_label=f"{describe(s.run.config)}, step {s.frame.step:,}")
+        open_forks(s.run, field, values, parent_label=describe(s.run.config))
     except ValueError as exc:
         s.live_error = f"Fork over {FORK_FIELDS[field]}: {exc}"
 
@@ -68,6 +68,8 @@ def runs_list(s: DashboardState) -> None:
         now = time.time()
         for e in entries:
             here = e["id"] == s.run.run_id
+            if here and s.frame is not None:   # the run on screen: as it is now
+                e.update(step=s.frame.step, test_acc=s.frame.metrics.get("test_acc"), seen=now)
             acc = e.get("test_acc")
             label = (f"{e.get('summary', '?')} · step {e.get('step', 0):,}"
                      + (f" · acc {acc:.3f}" if isinstance(acc, float) and acc == acc else "")

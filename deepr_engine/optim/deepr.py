@@ -50,13 +50,14 @@ class DeepR(ExactK):
         """Algorithm 1, one iteration."""
         loss = self._begin_step(closure)
         active = self._active_view()                   # theta and sign of the K active ones
+        before = active["theta"]                       # (kept: the events report theta before/after)
         grad = self._theta_gradient(active)            # dE/dtheta = s * dE/dw
         theta = self._langevin(active, grad)           # - lr*grad - lr*alpha + sqrt(2 lr T) nu
         n_died = self._count_deaths(theta, active)     # theta < 0 per layer (refuses NaN)
         self.step_count += 1
         self._step_dense_params()                      # biases: the gradient rule only
         self._write_back(theta, active)                # the dead get weight s*max(theta,0) = 0
-        self._prune_and_revive(theta < 0, n_died, active)  # as many revived: exactly K again
+        self._prune_and_revive(theta < 0, n_died, active, before)  # as many revived: exactly K again
         self._remember(active)
         return loss
 
@@ -105,10 +106,12 @@ class DeepR(ExactK):
             l.write_active(theta[s:e], weights[s:e])
         active["theta"] = theta
 
-    def _prune_and_revive(self, died: torch.Tensor, n_died: list[int], active: dict) -> None:
+    def _prune_and_revive(self, died: torch.Tensor, n_died: list[int], active: dict,
+                          before: torch.Tensor) -> None:
         """The connections that fell below 0 are dormant now; revive as many (per layer, or over
         the whole network with global_k) uniformly among the dormant ones (those that just died
-        included), at theta 0."""
+        included), at theta 0. The events carry each pruned connection's theta before this
+        step and after it (< 0), for the step replay."""
         events = self._no_events()
         if sum(n_died) == 0:
             self.last_events = events
@@ -117,8 +120,11 @@ class DeepR(ExactK):
             revive = self._split_proportional(n_died) if self.revive == "proportional" else \
                 self._split_global(self._sample_global(sum(n_died), n_died))
             for i, (layer, (s, e), new) in enumerate(zip(self.layers, active["bounds"], revive)):
-                pruned = layer.remove_slots(torch.nonzero(died[s:e]).view(-1))  # theta kept
-                events[i] = {"pruned": pruned, "activated": self._activate(layer, new)}
+                slots = torch.nonzero(died[s:e]).view(-1)
+                theta = (before[s:e].index_select(0, slots), active["theta"][s:e].index_select(0, slots))
+                pruned = layer.remove_slots(slots)  # theta kept
+                events[i] = {"pruned": pruned, "activated": self._activate(layer, new),
+                             "theta_before": theta[0], "theta_after": theta[1]}
             active.clear()  # the layers' K changed: rebuild the view next step
             self.last_events = events
             return
@@ -127,12 +133,13 @@ class DeepR(ExactK):
                 continue
             slots = torch.nonzero(died[s:e]).view(-1)
             pruned = layer.active_idx.index_select(0, slots)
+            theta = (before[s:e].index_select(0, slots), active["theta"][s:e].index_select(0, slots))
             new = layer.sample_dormant(n, layer.n_positions - layer.k + n, self.generator)
             layer.replace_slots(slots, new)  # the revived take the slots of the pruned
             self._forget_moments(layer.rewired_param, new)
             active["theta"][s:e].index_fill_(0, slots, 0)
             active["sign"][s:e].index_copy_(0, slots, layer.sign_at(new))
-            events[i] = {"pruned": pruned, "activated": new}
+            events[i] = {"pruned": pruned, "activated": new, "theta_before": theta[0], "theta_after": theta[1]}
         self.last_events = events
 
     def _split_proportional(self, n_died: list[int]) -> list[torch.Tensor]:

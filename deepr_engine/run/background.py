@@ -117,7 +117,7 @@ def _serve(conn, source, options: dict) -> None:
             return checkpoint.to_bytes(session)
         if op == "fork":   # the fork's state as checkpoint bytes (it records the fork point)
             return checkpoint.to_bytes(session.fork(**kw))
-        if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid", "unit_maps",
+        if op in ("step", "set_hyperparams", "resume", "track", "track_default", "predict_grid", "unit_maps", "replay",
                   "metrics_csv", "hyperparams", "evaluate"):
             return getattr(session, op)(*args, **kw)
         raise ValueError(f"unknown request {op!r}")
@@ -350,6 +350,10 @@ class BackgroundSession:
     def snapshot(self, since: int | None = None, events: bool = True) -> RunView:
         """A full view (full-size theta and sign too); events as frame()."""
         return self._call("snapshot", since=since, events=events)
+
+    def replay(self, step: int | None = None) -> dict:
+        """One recent step's rewiring events (TrainingSession.replay)."""
+        return self._call("replay", step)
 
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return self._call("predict_grid", xs, ys)

@@ -308,6 +308,16 @@ class TrainingSession:
         return run_view(self, full=full, since=since, events=events)
 
     @torch.no_grad()
+    def replay(self, step: int | None = None) -> dict:
+        """One recent step's rewiring, for the step replay (a read): {"steps": the steps the
+        event ring holds, "step", "layers": per layer pruned positions with their age and theta
+        before / after the step, activated positions (revived at theta 0)}. `step` None: the
+        latest; a step the ring no longer holds gives layers None."""
+        steps = self.telemetry.events.steps()
+        step = steps[-1] if step is None and steps else step
+        layers = self.telemetry.replay(int(step)) if step is not None else None
+        return {"steps": steps, "step": step, "layers": layers}
+
     def predict_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Class-1 probability (or arg-max class for more classes) on a 2-D grid; 2-D data only."""
         if not self.data.is_2d:
