@@ -72,3 +72,18 @@ def test_the_budget_is_split_evenly_over_the_gradient_rules_and_bad_flags_are_on
     assert "--connectivities takes comma-separated fractions in (0, 1]" in capsys.readouterr().err
     assert main(["reproduce", "cifar10", "--data-root", "/nonexistent"]) == 2
     assert "cifar-10-binary.tar.gz" in capsys.readouterr().err
+
+
+def test_methods_that_start_dense_are_chosen_among_settings_that_reach_the_target():
+    from deepr_engine.run.config import preset
+    from deepr_engine.run.sweep import Trial
+    base = preset("digits-demo").replace(hidden=[100], connectivity=[0.1], distribution="erk",
+                                         val_fraction=0.2)
+    cells = {m: reproduce.cell_base(base, m, 0.05, "sgd", 100) for m in ("deepr", "l1", "magnitude")}
+    targets = {m: reproduce.global_target(c, 0.05) for m, c in cells.items()}
+    assert targets == pytest.approx({"deepr": 0.05, "l1": 0.05, "magnitude": 0.05}, rel=0.01)
+    trials = [Trial(cells["l1"].replace(lr=lr), {}) for lr in (0.1, 0.2, 0.3)]
+    by_key = {t.key: {"status": "ok", "val_acc": v, "val_loss": "1", "connectivity": c}
+              for t, v, c in zip(trials, ("0.99", "0.90", "0.95"), ("0.6", "0.05", "0.054"))}
+    best, row, n_ok = reproduce.choose(by_key, trials, targets["l1"])
+    assert best is trials[2] and n_ok == 3   # 0.99 ended at 60% connectivity: not a 5% network

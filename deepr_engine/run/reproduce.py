@@ -173,8 +173,11 @@ def global_target(cfg: RunConfig, conn) -> float:
     if not isinstance(conn, (list, tuple)) and cfg.distribution == "uniform":
         return float(conn)
     from .session import TrainingSession
-    s = TrainingSession(cfg.replace(steps=0, device="cpu"))   # the layers as built
-    return sum(l.k for l in s.layers) / sum(l.n_positions for l in s.layers)
+    # the layers' shapes as built (magnitude pruning and L1 start dense: K is the target there)
+    shapes = [l.weight_shape for l in TrainingSession(cfg.replace(steps=0, device="cpu")).layers]
+    sizes = [math.prod(s) for s in shapes]
+    per_layer = cfg.replace(connectivity=list(conn) if isinstance(conn, (list, tuple)) else [conn])
+    return sum(c * n for c, n in zip(per_layer.layer_connectivity(shapes), sizes)) / sum(sizes)
 
 
 def summarise(base, cell, best, row, n_ok, n, fresh, by_key, steps) -> dict:
@@ -223,11 +226,15 @@ def add_parser(sub) -> None:
     r = sub.add_parser("reproduce", help="the paper's accuracy-against-connectivity figure "
                        "(mnist or cifar10), every method tuned at an equal budget",
                        description=__doc__.split("\n\n")[1].strip())
-    r.add_argument("experiment", choices=tuple(EXPERIMENTS))
+    r.add_argument("experiment", choices=tuple(EXPERIMENTS),
+                   help="mnist (784-300-100-10; the 60,000-image files when present, else the "
+                        "shipped 10,000 test images) or cifar10 (the paper-cifar10 conv net)")
     r.add_argument("--connectivities", default=None,
                    help="comma-separated fractions in (0, 1] (default: mnist 0.01,0.02,0.05,0.1; "
                         "cifar10 0.02,0.05,0.1,0.2), spread over the layers by --distribution")
-    r.add_argument("--distribution", choices=("erk", "uniform"), default="erk")
+    r.add_argument("--distribution", choices=("erk", "uniform"), default="erk",
+                   help="how one connectivity is spread over the layers (default erk: small "
+                        "layers denser, as in RigL; uniform: the same share everywhere)")
     r.add_argument("--methods", default=",".join(METHODS), help="comma-separated, of " + ", ".join(METHODS))
     r.add_argument("--budget", type=int, default=12, help="settings tried per method and "
                    "connectivity (split over sgd, momentum, adam), integer in [1, 10000]")
