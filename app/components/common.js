@@ -153,8 +153,12 @@ function feedSubscribe(h, S, apply) {
     if (!other.subs.size && !other.running) delete all[url];
   }
   const F = feedOf(h.feed);
-  const isNew = F.subs.get(id)?.S !== S;
-  F.subs.set(id, { id, channel: h.channel, S, apply });
+  const sub = F.subs.get(id), isNew = sub?.S !== S;
+  // the same view again (every rerun subscribes it again): the same subscription, so the
+  // answer to a request in flight is still applied to it (a new record here made feedFrame
+  // drop it, and a paused page asked no more: the view stayed at the step before)
+  if (isNew) F.subs.set(id, { id, channel: h.channel, S, apply });
+  else Object.assign(sub, { channel: h.channel, apply });
   F.gen++;  // answers to requests sent before this subscription cannot stop the loop
   F.playing = !!h.playing;
   F.maxFps = h.max_fps || 12;
@@ -229,16 +233,21 @@ async function feedFrame(F, gen, onScreen) {
   // the request went out while the last frame was being painted; this one waits for it
   // (frames never pile up in the page: one in flight, one on screen)
   await onScreen;
+  let again = false;
   for (const s of subs) {
     const part = parts[s.channel];
     // only views still subscribed to this feed (a new run's views belong to another feed)
-    if (!part || F.subs.get(s.id) !== s || !s.S.root.isConnected) continue;
+    if (!part || F.subs.get(s.id)?.S !== s.S || !s.S.root.isConnected) continue;
     const { header, arrays, bytes } = decode(part);
     if (header.kind !== "same") s.apply(s.S, header, arrays, bytes);
+    // a view that could not apply its part (a delta it lacks the base of) holds seq -1 now:
+    // the next request gets it the whole state, paused too
+    if (s.S.seq < 0) again = true;
   }
   F.frames++;
   F.stepShown = head.step;
   F.stepAsked = null;
+  if (again) F.want = true;
   // the run stopped (paused elsewhere, diverged); an answer to a request sent before the page
   // last subscribed (a Play in between) says nothing about now
   if (!head.playing && gen === F.gen) F.playing = false;
