@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -210,3 +213,78 @@ def test_curves_render_append_mark_changes_and_follow_the_theme(tmp_path):
 
 
 
+
+
+# -- the feed's request loop (common.js) in node, no browser ------------------------------------
+FEED_LOOP = r"""
+globalThis.window = globalThis;
+globalThis.requestAnimationFrame = (f) => setTimeout(f, 0);
+const asked = [];  // requests in flight: {q, answer(bytes)}
+globalThis.fetch = (url) => new Promise((resolve) => asked.push({ q: url.split("?")[1], answer: (b64) => {
+  const u8 = Uint8Array.from(Buffer.from(b64, "base64"));
+  resolve({ ok: true, status: 200, arrayBuffer: async () => u8.buffer });
+} }));
+%COMMON%
+const FRAMES = %FRAMES%;
+const until = async (cond) => { for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 2)); };
+const drawn = [];
+const view = (key) => ({ key, seq: -1, root: { isConnected: true }, setStateValue: () => {} });
+const G = view("graph"), C = view("curves");
+// apply: as the views do (a full message, or a delta on the seq held); the curves can be told
+// to find a gap (a delta whose base they lack: deltasToApply leaves seq -1)
+let gap = false;
+const apply = (name) => (S, h) => {
+  drawn.push(`${name}@${h.step}`);
+  S.seq = name === "curves" && gap ? -1 : h.seq;
+  if (name === "curves") gap = false;
+};
+// a rerun of the page: the graph subscribes first (its column comes first), then the curves
+const rerun = (step) => {
+  for (const [ch, S] of [["graph", G], ["curves", C]])
+    feedSubscribe({ feed: "/f", channel: ch, key: S.key, playing: false, step, max_fps: 1000 }, S, apply(ch));
+};
+(async () => {
+  const F = () => window.__deeprFeeds["/f"];
+  const serve = async (frame) => { await until(() => asked.length); const r = asked.shift(); r.answer(FRAMES[frame]); return r.q; };
+  const log = [];
+  rerun(0);
+  log.push(await serve("step0"), await serve("step0"));
+  await until(() => !F().running);
+  rerun(10);                      // Step 10: both views subscribe again while the frame is asked
+  log.push(await serve("step10"));
+  await until(() => !F().running);
+  gap = true;
+  rerun(20);
+  log.push(await serve("step20"));
+  await until(() => asked.length || !F().running);
+  const after = asked.length ? await serve("step20") : null;
+  await until(() => !F().running);
+  console.log(JSON.stringify({ log, after, drawn }));
+})();
+"""
+
+
+def _feed_frame(step: int) -> str:
+    parts = {ch: wire.pack({"kind": "full", "seq": step + 1, "step": step}, {}) for ch in ("graph", "curves")}
+    return base64.b64encode(wire.pack_parts({"step": step, "playing": False}, parts)).decode()
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+def test_feed_loop_applies_a_paused_steps_frame_to_views_that_subscribed_again():
+    """A Step reruns the page: the graph's subscription asks for the frame and the curves
+    subscribe again while it is in flight; its curves part must still be drawn (it was dropped:
+    the curves stayed at the step before, paused, with nothing asking again). A view that finds a
+    gap (a delta it lacks the base of) asks again at once, paused too."""
+    common = (Path(lc.__file__).parent / "common.js").read_text(encoding="utf-8")
+    frames = {f"step{s}": _feed_frame(s) for s in (0, 10, 20)}
+    script = FEED_LOOP.replace("%COMMON%", common).replace("%FRAMES%", json.dumps(frames))
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    # the first frame is the graph's alone (the curves subscribe after it is asked), then theirs
+    assert got["log"] == ["graph=-1", "graph=1&curves=-1", "graph=1&curves=1", "graph=11&curves=11"], got
+    curves = [d for d in got["drawn"] if d.startswith("curves")]
+    assert curves[:2] == ["curves@0", "curves@10"], got
+    # the curves found a gap at step 20: the loop asks for their whole state without a new step
+    assert got["after"] == "graph=21&curves=-1", got
+    assert curves[2:] == ["curves@20", "curves@20"], got
