@@ -8,12 +8,14 @@ are the same in all of them; each then gets one changed hyperparameter. A fork w
 the parent's own gets no change at all, so its steps are the parent's next steps."""
 from __future__ import annotations
 
+import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import streamlit as st
 
-from deepr_engine.run import registry
+from deepr_engine.run import checkpoint, registry
 from deepr_engine.run.background import BackgroundSession
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 from deepr_engine.run.views import RunView
@@ -104,11 +106,16 @@ class CompareState:
             raise ValueError(f"{field_name}: fork values must be numbers; got {values!r}") from None
         if not 2 <= len(values) <= 4:
             raise ValueError(f"{field_name}: 2 to 4 fork values; got {len(values)}")
-        runs: list[BackgroundSession] = []
+        _check(source, field_name, values)   # before any process starts
+        spf = self.ui.steps_per_frame
+        with ThreadPoolExecutor(len(values)) as pool:   # the processes start side by side
+            started = [pool.submit(BackgroundSession, source, steps_per_frame=spf) for _ in values]
+        runs = [f.result() for f in started if f.exception() is None]
         try:
-            for v in values:
-                run = BackgroundSession(source, steps_per_frame=self.ui.steps_per_frame)
-                runs.append(run)
+            failed = next((f.exception() for f in started if f.exception() is not None), None)
+            if failed is not None:
+                raise failed
+            for run, v in zip(runs, values):
                 if v != _current(run, field_name):
                     run.set_hyperparams(**{field_name: v})
             view = runs[0].frame(events=False)
@@ -153,6 +160,20 @@ class CompareState:
             self.cursors[i] = view.events_cursor
             self.frames.append(view)
         return self.frames
+
+
+def _check(source: bytes, field_name: str, values: list[float]) -> None:
+    """Each value as the checkpoint's setup would take it (RunConfig's checks: range, and a
+    setting without effect refused); ValueError naming the field."""
+    try:
+        cfg = RunConfig.from_dict(json.loads(checkpoint.read_metadata(source)["config"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ValueError(f"{field_name}: the run to fork is not a checkpoint ({exc})") from exc
+    why = cfg.idle(field_name)
+    if why:
+        raise ValueError(f"{field_name}: {why}")
+    for v in values:
+        cfg.replace(**{field_name: [v] if field_name == "connectivity" else v})
 
 
 def _current(run: BackgroundSession, field_name: str) -> float | None:
