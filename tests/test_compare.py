@@ -233,3 +233,22 @@ def test_compare_page_rejects_a_bad_run_list(closing):
     assert any("runs" in e.value for e in at.error)
     assert len(at.session_state["compare"].runs) == 3
     assert compare_from_query({"runs": "deepr,nope"})[2].errors
+
+
+@pytest.mark.slow
+def test_a_trial_reopened_from_its_link_reaches_the_tables_numbers():
+    """The Dashboard's run of a trial's URL (steps in frames of 10, tracked connections, its
+    own evaluations) ends where the trial did: same test and validation accuracy."""
+    from deepr_engine.run.trials import run_trial
+    trial = sweep.build_trials(preset("spiral-demo").replace(steps=150, eval_every=50),
+                               {"lr": [0.2]})[0]
+    row = run_trial(trial.config.to_dict())
+    cfg, ui = from_query(to_query(trial.config, UISettings("spiral-demo")))
+    assert not ui.errors and cfg.val_fraction == 0.2
+    s = TrainingSession(cfg)
+    s.track_default()
+    while s.step_count < cfg.steps:
+        s.step(10)
+    ev = s.evaluate()
+    assert (ev["test_acc"], ev["val_acc"]) == (row["test_acc"], row["val_acc"])
+    assert run_view(s).metrics["test_acc"] == row["test_acc"]
