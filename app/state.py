@@ -21,10 +21,22 @@ from deepr_engine.run.views import RunView
 
 from .charts.graph import EventTrail
 from .components import feed as live_feed
+from . import public
 from .history import RunHistory
 from .urlstate import UISettings
 
 START_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+
+
+def checkpoint_config(data: bytes) -> RunConfig:
+    """An uploaded checkpoint's config, read from its header (no tensor loaded, nothing built)."""
+    import json
+
+    from deepr_engine.run.checkpoint import read_metadata
+    try:
+        return RunConfig.from_dict(json.loads(read_metadata(data)["config"]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"checkpoint: not a DeepR Studio checkpoint ({exc})") from None
 
 
 def describe(cfg: RunConfig) -> str:
@@ -54,6 +66,10 @@ class DashboardState:
     read_at: float = 0.0            # when `frame` was read from the run (monotonic)
     history: RunHistory = field(default_factory=RunHistory)   # this tab's runs (history.py)
     url_run: str = ""               # the run id this tab last wrote into the URL
+    started: int = 0                # runs this browser session started (a public-mode limit)
+    waiting: str = ""               # public mode: why this visitor has no run yet (server full)
+    read_only: bool = False         # public mode: the run on screen is someone else's
+    visitor: str = ""               # public mode: who this browser is (owner of its runs)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     # -- lifecycle (called from init and from callbacks) ----------------------------------------
@@ -70,24 +86,45 @@ class DashboardState:
         run started."""
         ui = ui or self.ui
         try:
+            self.admit(source)
             run = BackgroundSession(source, steps_per_frame=ui.steps_per_frame,
-                                    max_steps_per_second=ui.max_steps_per_second)
+                                    max_steps_per_second=public.speed(ui.max_steps_per_second),
+                                    **public.run_options())
+        except public.ServerFull as exc:   # a new visitor waits; a visitor with a run keeps it
+            self.setup_error, self.waiting = (str(exc), "") if self.run is not None else ("", str(exc))
+            return False
         except START_ERRORS as exc:
             self.setup_error = str(exc)
             if self.run is not None:
                 return False
             ui = UISettings(steps_per_frame=ui.steps_per_frame,
                             max_steps_per_second=ui.max_steps_per_second)
-            run = BackgroundSession(preset(ui.preset))
+            run = BackgroundSession(preset(ui.preset), max_steps_per_second=public.speed(0),
+                                    **public.run_options())
+        self.started += 1
+        self.waiting = ""
         self._adopt(run, ui)
         return True
+
+    def admit(self, source: RunConfig | bytes | None) -> None:
+        """Public mode: the setup within the limits (an upload's config read without building
+        anything) and room on the server; this tab's own run frees its process when replaced."""
+        if not public.settings().public:
+            return
+        if source is not None:   # None: a fork (the setup of a run this server already runs)
+            public.check_config(source if isinstance(source, RunConfig) else checkpoint_config(source))
+        mine = int(self.run is not None and self.run.alive)
+        public.check_room(1, self.started, BackgroundSession.live_count() - mine)
 
     def _adopt(self, run: BackgroundSession, ui: UISettings) -> None:
         """Put `run` on screen; the run that was there parks and stays in the Runs list."""
         with self._lock:
             if self.run is not None and self.run is not run:
                 self.shelve()
-            self.history.add(run.run_id, summary=describe(run.config), preset=ui.preset or "")
+            rec = parking.record(run.run_id) or {}
+            owner = rec.get("owner") or self.visitor
+            self.read_only = public.settings().public and owner != self.visitor
+            self.history.add(run.run_id, summary=describe(run.config), preset=ui.preset or "", owner=owner)
             self.run, self.ui = run, ui
             ui.run_id = run.run_id
             self.gen += 1
@@ -101,11 +138,14 @@ class DashboardState:
         view = self.frame
         if view is not None:
             self.history.note(self.run.run_id, step=view.step, test_acc=view.metrics.get("test_acc"))
+        if self.read_only:   # someone else's run: it goes on for its owner
+            return
         self.run.pause()
         self.run.park()
 
     def adopt_fork(self, run: BackgroundSession, parent_id: str, step: int) -> None:
         """Put a fork on screen; its record says where it forked off (the parent is parked)."""
+        self.started += 1
         self._adopt(run, self.ui)
         self.history.note(run.run_id, fork={"parent": parent_id, "step": step}, step=step)
         self.notice = f"Forked at step {step:,}: this is a new run; the original is in the Runs list."

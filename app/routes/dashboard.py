@@ -15,7 +15,8 @@ from deepr_engine.run.views import RunView
 
 from .. import tour
 from .. import widgets as w
-from . import replay, run_views, runs_panel
+from .. import public
+from . import public_view, replay, run_views, runs_panel
 from ..components import feed as live_feed
 from ..components import live_curves, live_graph
 from ..state import DashboardState, dashboard, describe
@@ -138,7 +139,7 @@ def on_speed(gen: int) -> None:
     s = dashboard()
     s.ui.steps_per_frame = int(st.session_state[f"spf{gen}"])
     s.ui.max_steps_per_second = w.SPEEDS[st.session_state[f"speed{gen}"]]
-    s.run.set_speed(s.ui.steps_per_frame, s.ui.max_steps_per_second)
+    s.run.set_speed(s.ui.steps_per_frame, public.speed(s.ui.max_steps_per_second))
 
 
 def on_upload(gen: int) -> None:
@@ -391,8 +392,11 @@ def keepalive() -> None:
 
 def render() -> None:
     s = dashboard()
+    s.visitor = s.visitor or public.visitor_id()
     if s.run is None:
         s.init_from_url(dict(st.query_params))
+    if s.run is None:   # a public demo at its limit: the visitor waits in line
+        return public_view.waiting_room(s)
     runs_panel.follow_url(s)
     for msg in s.url_errors:  # messages quote what users typed or uploaded: shown as text
         st.error(plain(msg))
@@ -409,9 +413,10 @@ def render() -> None:
         return
     view = tour.apply_pending(s, view)  # a tour stop takes effect before the sidebar is drawn
     runs_panel.runs_list(s)
-    setup_controls(s, view)
-    live_controls(s, view)
-    file_controls(s, view)
+    if not s.read_only:
+        setup_controls(s, view)
+        live_controls(s, view)
+        file_controls(s, view)
     sync_url(s, view)
     # Live frames replace elements in place: no fading of the old frame while the next one builds.
     st.html("<style>.stElementContainer[data-stale='true']{opacity:1!important;transition:none!important}"
@@ -420,8 +425,11 @@ def render() -> None:
     note = holdout_note(view.config)
     st.caption(f"{describe(view.config)} · layers {layer_names(view)} · device {s.run.info.device}"
                + (f" · {note}" if note else ""))
-    transport(s, view)
-    tour.panel(s, view)
+    if s.read_only:
+        public_view.read_only_bar(s)
+    else:
+        transport(s, view)
+        tour.panel(s, view)
     s.playing = view.playing
     if live_feed.available():
         feed_views(s, view)

@@ -11,6 +11,7 @@ import streamlit as st
 
 from deepr_engine.run.views import RunView
 
+from .. import public
 from ..compare_state import FORK_FIELDS, open_forks
 from ..history import age
 from ..state import DashboardState, dashboard, describe
@@ -30,8 +31,14 @@ def on_fork() -> None:
     s = dashboard()
     with s.changing():
         parent, step = s.run, s.frame.step if s.frame is not None else 0
-        parent.pause()
-        child = parent.fork()
+        try:
+            s.admit(None)
+        except ValueError as exc:
+            s.setup_error = str(exc)
+            return
+        if not s.read_only:   # someone else's run goes on for its owner
+            parent.pause()
+        child = parent.fork(**public.run_options())
         s.history.note(parent.run_id, step=step)
         s.adopt_fork(child, parent.run_id, step)
 

@@ -14,6 +14,7 @@ unpickled (checkpoints are safetensors, see checkpoint.py).
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import threading
 import time
 import uuid
@@ -79,9 +80,13 @@ def _serve(conn, source, options: dict) -> None:
     from .session import TrainingSession
 
     torch.set_num_threads(options["threads"])
+    if options.get("memory_mb"):
+        _limit_memory(options["memory_mb"])
     try:
         session = checkpoint.load(source) if isinstance(source, bytes) else TrainingSession(source)
     except Exception as exc:  # reported to the owner, who raises it
+        if _out_of_memory(exc):
+            exc = ValueError(_memory_message(options, "building it"))
         conn.send(("error", type(exc).__name__, str(exc)))
         return
     conn.send(("ok", _info(session)))
@@ -147,12 +152,43 @@ def _serve(conn, source, options: dict) -> None:
         if playing:
             t0 = time.perf_counter()
             want = spf if until is None else min(spf, until - session.step_count)
-            n = session.step(want)
+            try:
+                n = session.step(want)
+            except Exception as exc:
+                if not _out_of_memory(exc):
+                    raise
+                session.paused_reason = _memory_message(options, f"step {session.step_count + 1}")
+                n = 0
             wall.update(session.step_count, True)
             if n < want or session.paused_reason or (until is not None and session.step_count >= until):
                 playing = False
             elif max_rate > 0:
                 time.sleep(max(0.0, n / max_rate - (time.perf_counter() - t0)))
+
+
+def _limit_memory(mb: float) -> None:
+    """Let this process add at most `mb` MB of address space to what it holds now (torch and
+    the engine are loaded already): past it, allocations fail in this process only."""
+    import resource
+    try:   # libraries a run loads later map large virtual areas (OpenBLAS's buffers): load them now
+        import sklearn.datasets  # noqa: F401  (the digits loader's)
+    except ImportError:
+        pass
+    with open("/proc/self/statm") as f:
+        held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = held + int(mb * 2**20)
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate" in str(exc))
+
+
+def _memory_message(options: dict, when: str) -> str:
+    return (f"the run needs more memory than one run may use on this server (at {when}; limit "
+            f"{options.get('memory_name', 'memory_mb')} = {options['memory_mb']:,.0f} MB): paused; "
+            "try a smaller network or connectivity")
 
 
 def _context():
@@ -215,7 +251,8 @@ class BackgroundSession:
     def __init__(self, source: RunConfig | dict | str | bytes = "digits-demo", *, steps_per_frame: int = 10,
                  max_steps_per_second: float = 0.0, idle_timeout: float = 30.0, threads: int = 1,
                  start_timeout: float = 180.0, run_id: str | None = None,
-                 park_every_s: float = parking.PARK_EVERY_S):
+                 park_every_s: float = parking.PARK_EVERY_S, memory_mb: float = 0.0,
+                 memory_name: str = "memory_mb", park_quota_mb: float = 0.0):
         if isinstance(source, str):
             from .config import preset
             source = preset(source)
@@ -223,8 +260,9 @@ class BackgroundSession:
             source = RunConfig.from_dict(source)
         self.options = {"steps_per_frame": int(steps_per_frame), "idle_timeout": float(idle_timeout),
                         "max_steps_per_second": float(max_steps_per_second), "threads": int(threads),
-                        "park_every_s": float(park_every_s)}
-        parking.clean()
+                        "park_every_s": float(park_every_s), "memory_mb": float(memory_mb),
+                        "memory_name": memory_name}
+        parking.clean(quota_mb=park_quota_mb)
         self.run_id = run_id or uuid.uuid4().hex
         self.park_path = str(parking.checkpoint_path(self.run_id))
         self.start_timeout = start_timeout
@@ -368,11 +406,22 @@ class BackgroundSession:
         """The run as checkpoint bytes (checkpoint.py's safetensors format)."""
         return self._call("checkpoint")
 
-    def fork(self, **changes) -> "BackgroundSession":
+    @classmethod
+    def live_count(cls) -> int:
+        """Runs of this server that hold a training process now."""
+        with cls._live_lock:
+            return sum(r.alive for r in list(cls._live.values()))
+
+    def fork(self, memory_mb: float | None = None, memory_name: str | None = None,
+             park_quota_mb: float = 0.0, **changes) -> "BackgroundSession":
         """A new run in its own process from this run's current state (TrainingSession.fork),
-        with `changes` to its live hyperparameters; this run goes on untouched."""
-        return BackgroundSession(self._call("fork", **changes), steps_per_frame=self.options["steps_per_frame"],
-                                 max_steps_per_second=self.options["max_steps_per_second"])
+        with `changes` to its live hyperparameters; this run goes on untouched. The new process
+        gets this one's options (its own memory limit, when given)."""
+        o = self.options
+        return BackgroundSession(self._call("fork", **changes), steps_per_frame=o["steps_per_frame"],
+                                 max_steps_per_second=o["max_steps_per_second"],
+                                 memory_mb=o["memory_mb"] if memory_mb is None else memory_mb,
+                                 memory_name=memory_name or o["memory_name"], park_quota_mb=park_quota_mb)
 
     @property
     def config(self) -> RunConfig:

@@ -127,11 +127,14 @@ def remove(run_id: str, reason: str) -> None:
     _write_json(_tomb_path(run_id), {"reason": reason, "at": time.time()})
 
 
-def clean(now: float | None = None) -> list[str]:
-    """Expire parked runs nobody touched for max_age_s(); forget old tombstones and records.
-    Returns the expired run ids."""
+def clean(now: float | None = None, quota_mb: float = 0.0) -> list[str]:
+    """Expire parked runs nobody touched for max_age_s(); with a quota, remove the least
+    recently used parked runs until they fit in `quota_mb`; forget old tombstones and records.
+    Returns the removed run ids."""
     now = time.time() if now is None else now
     age, gone = max_age_s(), []
+    if quota_mb > 0:
+        gone += _fit_quota(quota_mb, now)
     for p in root().glob("*.safetensors"):
         try:
             if now - p.stat().st_mtime > age:
@@ -146,6 +149,25 @@ def clean(now: float | None = None) -> list[str]:
                 p.unlink()
         except OSError:
             pass
+    return gone
+
+
+def _fit_quota(quota_mb: float, now: float) -> list[str]:
+    files = []
+    for p in root().glob("*.safetensors"):
+        try:
+            st = p.stat()
+            files.append((st.st_mtime, st.st_size, p.stem))
+        except OSError:
+            pass
+    total, gone = sum(f[1] for f in files), []
+    for _, size, rid in sorted(files):   # least recently used first
+        if total <= quota_mb * 2**20:
+            break
+        remove(rid, f"it was removed at {when(now)} to keep parked runs within the server's "
+                    f"quota (limit park_quota_mb = {quota_mb:,.0f} MB)")
+        total -= size
+        gone.append(rid)
     return gone
 
 
