@@ -16,6 +16,9 @@ if __name__ == "__main__":
     from app import pages
     from app.routes import compare, dashboard
 
+    from app import public
+    if public.settings().public:   # a visitor never sees a traceback or a server path (logged)
+        st.set_option("client.showErrorDetails", "none")
     st.set_page_config(page_title="DeepR Studio", page_icon="🧠", layout="wide")
     page = st.navigation(pages.build(dashboard.render, compare.render, "routes/sweep.py"))
     page.run()

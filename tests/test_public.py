@@ -137,3 +137,10 @@ def test_parked_runs_are_kept_within_the_quota_oldest_first(tmp_path, monkeypatc
     assert parking.clean(now=2000, quota_mb=2.5) == ["a" * 32]
     assert "limit park_quota_mb = 2 MB" in parking.gone_reason("a" * 32) or \
         "park_quota_mb" in parking.gone_reason("a" * 32)
+
+
+def test_a_crash_shows_no_traceback_in_public_mode(public_mode):
+    import streamlit as st
+    at = page(public_mode)
+    assert st.get_option("client.showErrorDetails") == "none"
+    st.set_option("client.showErrorDetails", "full")
