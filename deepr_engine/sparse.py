@@ -5,9 +5,12 @@ slot order), their theta (`theta_active`) and their weights (`values`, the train
 always sign * theta since active theta >= 0). Dormant connections have no state at all: Deep R
 never reads a dormant theta (a revived connection starts at theta = 0), and the sign of any
 position comes from a counter-based hash of (sign_seed, position), so it is fixed for life and
-costs no memory. Forward and backward are CSR sparse products (torch.sparse): the gradient
-exists for the active connections only. Revival tests candidate positions for membership in the
-sorted active positions (searchsorted) instead of listing the dormant ones.
+costs no memory. Forward and backward are CSR sparse products (torch.sparse, sparse_kernels.py):
+the gradient exists for the active connections only, and the input's gradient is computed only
+when the input requires one. Revival tests candidate positions for membership in the sorted
+active positions (searchsorted) instead of listing the dormant ones. The sorted indices of the
+slots (row-major; column-major once the input needs a gradient) are merged after each change,
+in O(K) passes plus O(changed log K), never re-sorted.
 
 The layer implements the interface of layer_api.Rewired (the full-size-only methods raise),
 so the optimizers that need no dormant state run unchanged on it. An active connection's sign is
@@ -18,7 +21,6 @@ builds the equivalent full-size layer (same positions, slot order, theta and sig
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
@@ -27,6 +29,7 @@ from . import validate
 from .dense_grad import top_dense_grad
 from .layer_api import Rewired, resolve_k
 from .sampling import sample_positions
+from .sparse_kernels import CSRLayout, CSRProduct, find_sorted, merge_sorted, sort_slots
 
 # -- signs: a counter-based hash of (seed, position) --------------------------------------------
 # The 32-bit finaliser of MurmurHash3 (Austin Appleby, public domain): every input bit affects
@@ -54,86 +57,6 @@ def position_signs(seed: int, positions: torch.Tensor, dtype=torch.float32) -> t
     p = positions.to(torch.int64)
     h = _fmix32((p & _M32) ^ _fmix32(((p >> 32) & _M32) ^ key))
     return torch.where((h >> 31) == 1, 1.0, -1.0).to(dtype)
-
-
-# -- slot orders kept sorted by position, updated in O(K) -------------------------------------
-def _merge_order(order: torch.Tensor, keys: torch.Tensor, changed: torch.Tensor,
-                 new_keys: torch.Tensor, n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slots sorted by key and the sorted keys, after the slots `changed` (new ones included)
-    got `new_keys`; `order` / `keys` are the old sorted slots and keys; n_slots is K now.
-    Sequential O(K) passes plus a sort of the changed ones: a full sort of K keys every step,
-    or gathers in random order, would cost more than the sparse products."""
-    is_changed = torch.zeros(n_slots, dtype=torch.bool, device=keys.device)
-    is_changed[changed] = True
-    keep = torch.nonzero(~is_changed.index_select(0, order)).view(-1)  # one nonzero, two gathers
-    kept, kept_keys = order.index_select(0, keep), keys.index_select(0, keep)
-    by_key = new_keys.argsort()
-    new, new_keys = changed.index_select(0, by_key), new_keys.index_select(0, by_key)
-    at = torch.searchsorted(kept_keys, new_keys) + torch.arange(new.numel(), device=keys.device)
-    total = kept.numel() + new.numel()
-    taken = torch.zeros(total, dtype=torch.bool, device=keys.device)
-    taken[at] = True
-    out, out_keys = order.new_empty(total), keys.new_empty(total)
-    rest = torch.nonzero(~taken).view(-1)
-    out.index_copy_(0, at, new).index_copy_(0, rest, kept)
-    out_keys.index_copy_(0, at, new_keys).index_copy_(0, rest, kept_keys)
-    return out, out_keys
-
-
-class _CSRProduct(torch.autograd.Function):
-    """y = x @ W^T for W given by its K values on a CSR pattern; gradients for x and the K
-    values only (dE/dvalues = (dE/dy)^T x sampled at the pattern). `record`: None, or a list
-    that gets (x, dE/dy) of the backward pass (for a dense-gradient top-k, dense_grad.py)."""
-
-    @staticmethod
-    def forward(ctx, x, values, layout, record):
-        w = layout.matrix(values)
-        ctx.save_for_backward(x, values)
-        ctx.layout, ctx.w = layout, w  # w: the pattern for the values' gradient
-        ctx.record = record
-        return (w @ x.t()).t()
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, values = ctx.saved_tensors
-        layout = ctx.layout
-        if ctx.record is not None:
-            ctx.record.append((x, grad_out))
-        go_t = grad_out.t().contiguous()
-        grad_x = grad_values = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (layout.matrix_t(values) @ go_t).t()
-        if ctx.needs_input_grad[1]:
-            g = torch.sparse.sampled_addmm(ctx.w, go_t, x.contiguous(), beta=0.0).values()
-            grad_values = torch.empty_like(values).index_copy_(0, layout.order, g)
-        return grad_x, grad_values, None, None
-
-
-class _Layout:
-    """CSR index arrays of W (rows = outputs) and of W^T, for one set of active positions."""
-
-    def __init__(self, order, sorted_pos, order_t, sorted_pos_t, n_out, n_in):
-        dev = sorted_pos.device
-        self.sorted_pos = sorted_pos  # row-major positions (row * n_in + col), ascending
-        self.order, self.order_t = order, order_t
-        self.shape = (n_out, n_in)
-        self.crow = torch.searchsorted(sorted_pos, torch.arange(n_out + 1, device=dev) * n_in)
-        self.col = sorted_pos % n_in
-        # sorted_pos_t: column-major (col * n_out + row), ascending: the CSR of W^T
-        self.crow_t = torch.searchsorted(sorted_pos_t, torch.arange(n_in + 1, device=dev) * n_out)
-        self.col_t = sorted_pos_t % n_out
-
-    def matrix(self, values):
-        return _csr(self.crow, self.col, values.index_select(0, self.order), self.shape)
-
-    def matrix_t(self, values):
-        return _csr(self.crow_t, self.col_t, values.index_select(0, self.order_t), self.shape[::-1])
-
-
-def _csr(crow, col, values, shape):
-    with warnings.catch_warnings():  # torch calls CSR support "beta" on construction
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 class CompactLinear(Rewired, nn.Module):
@@ -200,9 +123,7 @@ class CompactLinear(Rewired, nn.Module):
     def _find(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(is active, its slot where it is) for flat positions: a search in the sorted ones."""
         b = self._buffers
-        pos = b["_sorted_pos"]
-        at = torch.searchsorted(pos, positions).clamp_(max=max(pos.numel() - 1, 0))
-        return pos.index_select(0, at) == positions, b["_order"].index_select(0, at)
+        return find_sorted(b["_sorted_pos"], b["_order"], positions)
 
     def theta_at(self, positions: torch.Tensor) -> torch.Tensor:
         """theta of the given flat positions; NaN for dormant ones (not stored in this mode)."""
@@ -270,12 +191,12 @@ class CompactLinear(Rewired, nn.Module):
                 f"bias={self.bias is not None}, k={self.k}, compute='sparse'")
 
     # -- forward ---------------------------------------------------------------------------------
-    def layout(self) -> _Layout:
+    def layout(self) -> CSRLayout:
         """CSR index arrays for the current active positions (rebuilt when they changed)."""
         if self._layout is None or self._layout[0] != self._layout_version:
+            rows, cols = self._index(""), self._index("_t")
             self._layout = (self._layout_version,
-                            _Layout(self._order, self._sorted_pos, self._order_t,
-                                    self._sorted_pos_t, self.out_features, self.in_features))
+                            CSRLayout(self.weight_shape, rows, cols if cols[0] is not None else None))
         return self._layout[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -283,7 +204,9 @@ class CompactLinear(Rewired, nn.Module):
             raise ValueError(f"input's last dimension must be in_features={self.in_features}, "
                              f"got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
-        y = _CSRProduct.apply(x.reshape(-1, self.in_features), self.values, self.layout(),
+        if x.requires_grad and torch.is_grad_enabled() and self._buffers["_sorted_pos_t"] is None:
+            self._sort_columns()  # the input's gradient needs W^T's CSR: kept from now on
+        y = CSRProduct.apply(x.reshape(-1, self.in_features), self.values, self.layout(),
                               self.__dict__.get("_record"))
         if self.bias is not None:
             y = y + self.bias
@@ -313,10 +236,11 @@ class CompactLinear(Rewired, nn.Module):
     def replace_slots(self, slots: torch.Tensor, new: torch.Tensor) -> None:
         """The connections in `slots` are dormant now: they are forgotten (no dormant state);
         the positions `new` take those slots at theta 0 (weight 0)."""
+        old = self.active_idx.index_select(0, slots)
         self.active_idx.index_copy_(0, slots, new)
         self.theta_active.index_fill_(0, slots, 0)
         self.values.data.index_fill_(0, slots, 0)
-        self._reorder(slots)
+        self._reorder(old, new, slots)
         self.touch()
 
     def add_active(self, new: torch.Tensor) -> torch.Tensor:
@@ -325,7 +249,7 @@ class CompactLinear(Rewired, nn.Module):
         self.active_idx = torch.cat([self.active_idx, new])
         self.theta_active = torch.cat([self.theta_active, self.theta_active.new_zeros(new.numel())])
         self.values.data = torch.cat([self.values.data, self.values.data.new_zeros(new.numel())])
-        self._reorder(torch.arange(k0, self.k, device=new.device))
+        self._reorder(new[:0], new, torch.arange(k0, self.k, device=new.device))
         self.touch()
         return new
 
@@ -337,7 +261,8 @@ class CompactLinear(Rewired, nn.Module):
         self.active_idx = self.active_idx[keep]
         self.theta_active = self.theta_active[keep]
         self.values.data = self.values.data[keep]
-        self._rebuild_orders()
+        renumber = keep.cumsum(0).sub_(1).clamp_(min=0)  # old slot -> new slot (the staying)
+        self._reorder(gone, gone[:0], slots[:0], renumber)
         self.touch()
         return gone
 
@@ -366,22 +291,41 @@ class CompactLinear(Rewired, nn.Module):
     def _key_t(self, pos: torch.Tensor) -> torch.Tensor:
         return (pos % self.in_features) * self.out_features + pos // self.in_features
 
-    def _reorder(self, changed: torch.Tensor) -> None:
-        """Slots `changed` got new positions (or are new): update both sorted orders."""
-        pos = self.active_idx.index_select(0, changed)
-        self._order, self._sorted_pos = _merge_order(self._order, self._sorted_pos, changed,
-                                                     pos, self.k)
-        self._order_t, self._sorted_pos_t = _merge_order(self._order_t, self._sorted_pos_t,
-                                                         changed, self._key_t(pos), self.k)
+    def _reorder(self, leaving: torch.Tensor, new: torch.Tensor, new_slots: torch.Tensor,
+                 slot_map: torch.Tensor | None = None) -> None:
+        """Positions `leaving` left, `new` arrived in `new_slots` (slot_map: old slot -> new
+        slot, when slots were removed): merge the sorted indices (O(K) passes, no sort)."""
+        work = self.__dict__.setdefault("_work", ({}, {}))  # scratch kept between merges
+        self._set_index("", merge_sorted(self._index(""), self.in_features, leaving, new,
+                                         new_slots, slot_map, work[0]))
+        if self._buffers["_sorted_pos_t"] is not None:
+            self._set_index("_t", merge_sorted(self._index("_t"), self.out_features,
+                                               self._key_t(leaving), self._key_t(new),
+                                               new_slots, slot_map, work[1]))
         self._layout_version += 1
 
+    _INDEX = ("_sorted_pos", "_order", "_col")  # row-major; + "_t": column-major (W^T's CSR)
+
+    def _index(self, suffix: str) -> tuple:
+        return tuple(self._buffers[name + suffix] for name in self._INDEX)
+
+    def _set_index(self, suffix: str, index: tuple) -> None:
+        # not persistent: rebuilt from active_idx on load; buffers so .to(device) moves them
+        for name, t in zip(self._INDEX, index):
+            self.register_buffer(name + suffix, t, persistent=False)
+
     def _rebuild_orders(self) -> None:
-        """Row-major and column-major orders of the slots, sorted from scratch."""
-        for name, key in (("", self.active_idx), ("_t", self._key_t(self.active_idx))):
-            sorted_key, order = key.sort()
-            # not persistent: rebuilt from active_idx on load; buffers so .to(device) moves them
-            self.register_buffer("_order" + name, order, persistent=False)
-            self.register_buffer("_sorted_pos" + name, sorted_key, persistent=False)
+        """The row-major index from scratch (and the column-major one, if the layer keeps it)."""
+        self._set_index("", sort_slots(self.active_idx, self.in_features))
+        if self._buffers.get("_sorted_pos_t") is None:
+            self._set_index("_t", (None, None, None))
+        else:
+            self._sort_columns()
+        self._layout_version += 1
+
+    def _sort_columns(self) -> None:
+        """The column-major index (for the input's gradient through W^T), from scratch."""
+        self._set_index("_t", sort_slots(self._key_t(self.active_idx), self.out_features))
         self._layout_version += 1
 
     def _apply(self, fn, *args, **kwargs):
