@@ -65,7 +65,12 @@ class CompareState:
         """Each run's name on the page: its fork's 'field = value', else its method."""
         if self.forks is not None:
             return list(self.forks.labels)
-        return [registry.label(spec.algorithm) for spec in self.specs]
+        names = [registry.label(spec.algorithm) for spec in self.specs]
+        for i, spec in enumerate(self.specs):   # one method twice: its own values tell them apart
+            if names.count(names[i]) > 1 and spec.overrides:
+                names[i] += ", " + ", ".join(fork_label(k, v[0] if isinstance(v, list) else v)
+                                             for k, v in spec.overrides.items())
+        return names
 
     def start(self, base: RunConfig, specs: list[RunSpec], ui: UISettings | None = None) -> bool:
         """Start every run; if any fails, keep the comparison that was there and say why."""

@@ -19,14 +19,14 @@ needs_chromium = pytest.mark.skipif(not shutil.which("chromium") and not os.path
 def fake_sweep(out):
     """A finished sweep folder as the Sweep page reads it (results.csv, trials.json,
     sweep.json); the first trial is the best on validation."""
-    base = preset("digits-demo").replace(steps=300, hidden=[24, 12])
+    base = preset("spiral-demo").replace(steps=300, hidden=[12, 8])
     trials = sweep.build_trials(base, {"temperature": [1e-6, 1e-5]})
     res = sweep.ResultsFile(out, ["temperature"])
     for i, t in enumerate(trials):
         res.add(t.swept | {"seed": t.config.seed, "key": t.key, "status": "ok", "val_acc": 0.9 - i / 10,
                            "test_acc": 0.8, "connectivity": 0.2, "turnover": 10.0, "seconds": 1.0})
     (out / "trials.json").write_text(json.dumps({t.key: t.config.to_dict() for t in trials}))
-    (out / "sweep.json").write_text(json.dumps({"preset": "digits-demo"}))
+    (out / "sweep.json").write_text(json.dumps({"preset": "spiral-demo"}))
     return trials
 
 

@@ -117,6 +117,15 @@ def test_compare_page_shows_forks_with_their_labels_and_the_fork_point_on_every_
     assert [f.step for f in s.fetch()] == [40] * 3 and s.forks.step == 40
 
 
+def test_runs_of_one_method_are_named_by_their_own_values():
+    from app.urlstate import RunSpec
+    s = CompareState(specs=[RunSpec("deepr", {"temperature": 1e-7}), RunSpec("deepr", {}),
+                            RunSpec("set", {"lr": 0.1})])
+    assert s.labels() == ["Deep R, T = 1e-7", "Deep R", registry.label("set")]
+    assert [fork_label("alpha", 3e-4), fork_label("connectivity", 0.25), fork_label("lr", 1.5e12)] == \
+        ["alpha = 0.0003", "K = 0.25", "lr = 1.5e12"]
+
+
 # -- the table at one step ------------------------------------------------------------------------
 def test_the_table_compares_the_runs_at_the_smallest_step_they_all_reached():
     cfg = preset("spiral-demo").replace(eval_every=10, steps=200)
