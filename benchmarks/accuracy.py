@@ -88,14 +88,15 @@ def main() -> None:
 def markdown(name: str, rows: list[dict], budget: int, steps: int, seconds: float) -> str:
     lines = [f"\n{name}: {budget} settings per method and connectivity, {steps} steps per trial "
              f"({seconds / 60:.0f} min wall time)", "",
-             "| method | connectivity | test (3 seeds) | val (tuning) | chosen on validation | "
-             "edge of range |", "|---|---|---|---|---|---|"]
+             "| method | connectivity | test (3 seeds) | val (tuning) | settings | chosen on "
+             "validation | warnings |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = r["test_acc_mean"]
         lines.append(f"| {r['method']} | {reproduce.sweep.format_value(r['connectivity'])} "
                      f"(reached {r['connectivity_reached']:.4f}) | "
                      f"{'-' if math.isnan(acc) else format(acc, '.3f') + ' ± ' + format(r['test_acc_sd'], '.3f')} | "
-                     f"{r['val_acc']:.3f} | {r['gradient']}, lr {r['lr']:.3g} {r['chosen']} | "
+                     f"{r['val_acc']:.3f} | {r['settings']} | {r['gradient']}, lr {r['lr']:.3g} "
+                     f"{r['chosen']} | "
                      f"{r['warnings'] or '-'} |")
     return "\n".join(lines) + "\n"
 

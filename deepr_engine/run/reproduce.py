@@ -108,8 +108,8 @@ def labelled(cfg: RunConfig) -> dict:
 
 
 def choose(rows_by_key: dict, trials: list[sweep.Trial], target: float) -> tuple:
-    """(best trial, its row, ok count): the best on validation among those within 10% of the
-    target (global) connectivity (any ok one when none is)."""
+    """(best trial, its row, "ok / near / tried" counts): the best on validation among those
+    within 10% of the target (global) connectivity (any ok one when none is)."""
     rows, index = [], {}
     for t in trials:
         r = rows_by_key.get(t.key)
@@ -119,7 +119,8 @@ def choose(rows_by_key: dict, trials: list[sweep.Trial], target: float) -> tuple
     ok = [r for r in rows if r.get("status") == "ok"]
     near = [r for r in ok if float(r["connectivity"]) <= 1.1 * target]
     best = selection.best_row(near or ok)
-    return (index[id(best)] if best is not None else None), best, len(ok)
+    counts = f"{len(ok)} ok, {len(near)} at target, of {len(trials)}"
+    return (index[id(best)] if best is not None else None), best, counts
 
 
 def study(base: RunConfig, methods, connectivities, budget: int, seeds: int, out: Path, *,
@@ -200,7 +201,7 @@ def summarise(base, cell, best, row, n_ok, n, fresh, by_key, steps) -> dict:
             "test_acc_sd": statistics.stdev(accs) if len(accs) > 1 else 0.0, "n_test": len(accs),
             "val_acc": float(row["val_acc"]), "gradient": cfg.gradient, "lr": cfg.lr,
             "chosen": " ".join(f"{k}={sweep.format_value(v)}" for k, v in knobs.items()),
-            "settings": f"{n_ok}/{n}", "steps": steps, "epochs": row.get("epochs_done", ""),
+            "settings": n_ok, "steps": steps, "epochs": row.get("epochs_done", ""),
             "warnings": "; ".join(warn)}
 
 
