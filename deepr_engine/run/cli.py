@@ -19,6 +19,7 @@ import typing
 from pathlib import Path
 
 from . import checkpoint, registry
+from .atomic import write_atomic
 from .config import PRESETS, preset
 
 RUN_FILES = ("checkpoint.safetensors", "metrics.csv")
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 out = Path(args.out) if args.out else Path("runs") / f"fork-{time.strftime('%Y%m%d-%H%M%S')}"
             _check_out(out, args.force, folder if args.resume else None)
+            if "steps" in overrides:   # added to the run: checked here, not by the config
+                registry.declaration("steps").check(overrides["steps"], "--steps")
             session = checkpoint.load(ckpt)
             live = {k: v for k, v in overrides.items() if k not in ("steps",)}
             if live:
@@ -296,9 +299,8 @@ def _train(session, steps: int, out: Path, quiet: bool) -> int:
             break
     bar.close()
     session.evaluate()
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(session, out / "checkpoint.safetensors")
-    (out / "metrics.csv").write_text(session.metrics_csv())
+    checkpoint.save(session, out / "checkpoint.safetensors")   # each file whole (atomic.py)
+    write_atomic(out / "metrics.csv", session.metrics_csv())
     print(f"step {session.step_count}: test accuracy {session.last['test_acc']:.4f} "
           f"({sum(l.k for l in session.layers)} active connections); run folder {out}")
     if session.paused_reason:

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
 import json
 import math
-import os
 import sys
 import typing
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ray_exec, registry
+from .atomic import write_atomic
 from .config import RunConfig
 from .selection import best_row, edge_warnings, ranges_of, summary  # noqa: F401
 from .trials import (REPORTS, RESULT_COLUMNS, Trial, error_metrics, format_number, format_value,  # noqa: F401
@@ -240,10 +241,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class ResultsFile:
@@ -268,13 +266,11 @@ class ResultsFile:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.path)
+        f = io.StringIO(newline="")
+        w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(self.rows)
+        write_atomic(self.path, f.getvalue())
 
 
 def _cell(v):
