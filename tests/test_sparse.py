@@ -328,3 +328,79 @@ def test_wide_sparse_preset_trains():
     assert [l.k for l in s.layers] == [78_400, 100_000, 10_000]
     assert s.step(500) == 500
     assert s.evaluate()["test_acc"] > 0.5
+
+
+def _full_index(layer):
+    """The layer's sorted indices rebuilt from scratch (what the merges must equal)."""
+    from deepr_engine.sparse_kernels import sort_slots
+    rows = sort_slots(layer.active_idx, layer.in_features)
+    key_t = (layer.active_idx % layer.in_features) * layer.out_features \
+        + layer.active_idx // layer.in_features
+    return rows, sort_slots(key_t, layer.out_features)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merged_indices_equal_a_full_rebuild_after_random_rewiring(seed):
+    """Random sequences of replace / add / remove (revived positions include ones that just
+    left, slots removed anywhere): after every change the incrementally merged row- and
+    column-major indices (keys, slots, CSR columns) equal a full sort, and the products equal
+    the dense ones."""
+    g = torch.Generator().manual_seed(seed)
+    layer = SparseLinear(37, 23, k=150, compute="sparse", generator=g, dtype=torch.float64)
+    x = torch.randn(5, 37, dtype=torch.float64, requires_grad=True)
+    layer(x)  # the input needs a gradient: the column-major index is kept from now on
+    for step in range(25):
+        kind = int(torch.randint(3, (1,), generator=g))
+        if kind == 0 or layer.k < 40:  # replace: some revived positions are the pruned ones
+            slots = torch.randperm(layer.k, generator=g)[:int(torch.randint(1, 30, (1,), generator=g))]
+            gone = layer.active_idx[slots]
+            free = torch.nonzero(~layer.active_mask().view(-1)).view(-1)
+            pool = torch.cat([gone, free])
+            new = pool[torch.randperm(pool.numel(), generator=g)[:slots.numel()]]
+            layer.replace_slots(slots, new)
+        elif kind == 1 and layer.k < 400:
+            free = torch.nonzero(~layer.active_mask().view(-1)).view(-1)
+            layer.add_active(free[torch.randperm(free.numel(), generator=g)[:25]])
+        else:
+            layer.remove_slots(torch.randperm(layer.k, generator=g)[:20])
+        (rows, cols), lay = _full_index(layer), layer.layout()
+        for got, want in zip((lay.sorted_pos, lay.order, lay.col), rows):
+            assert torch.equal(got, want.to(got.dtype)), f"step {step}: row-major index"
+        for got, want in zip((layer._buffers["_sorted_pos_t"], lay.order_t, lay.col_t), cols):
+            assert torch.equal(got, want.to(got.dtype)), f"step {step}: column-major index"
+        xs = x.detach().clone().requires_grad_()
+        y = layer(xs)
+        dense = layer.effective_weight()
+        assert torch.allclose(y, xs.detach() @ dense.t() + layer.bias.detach(), atol=1e-12)
+        y.pow(2).sum().backward()
+        go = 2 * y.detach()
+        assert torch.allclose(xs.grad, go @ dense, atol=1e-12)
+        want_grad = (go.t() @ xs.detach()).view(-1)[layer.active_idx]  # dE/dW at the active
+        assert torch.allclose(layer.values.grad, want_grad, atol=1e-12)
+        layer.values.grad = None
+        del y  # a live graph keeps the values' gradient accumulator at the old K
+
+
+def test_input_gradient_only_when_the_input_needs_one():
+    """A layer whose input needs no gradient keeps no column-major index and computes no
+    dE/dx (W^T's CSR is never built); the value gradient is still the dense one sampled."""
+    layer = SparseLinear(30, 20, k=100, compute="sparse", generator=torch.Generator().manual_seed(0),
+                         dtype=torch.float64)
+    model = nn.Sequential(layer, nn.ReLU(), SparseLinear(20, 5, k=40, compute="sparse",
+                                                         dtype=torch.float64))
+    opt = DeepR(model, lr=0.5, alpha=1e-1, temperature=1e-3, seed=0)
+    x = torch.randn(8, 30, dtype=torch.float64)
+    for _ in range(10):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), torch.zeros(8, 5, dtype=torch.float64)).backward()
+        opt.step()
+    first, second = rewired_layers(model)
+    assert first._buffers["_sorted_pos_t"] is None and first.layout().order_t is None
+    assert second._buffers["_sorted_pos_t"] is not None  # its input (a hidden layer) needs one
+    with pytest.raises(RuntimeError, match="no column-major index"):
+        first.layout().matrix_t(first.values)
+    first.values.grad = None
+    y = first(x)
+    y.sum().backward()
+    want = torch.ones(8, 20, dtype=torch.float64).t() @ x
+    assert torch.allclose(first.values.grad, want.view(-1)[first.active_idx], atol=1e-12)
