@@ -128,7 +128,7 @@ class DashboardState:
             self.run, self.ui = run, ui
             ui.run_id = run.run_id
             self.gen += 1
-            self.frame, self.cursor, self.live_error = None, None, ""
+            self.frame, self.cursor, self.live_error, self.notice = None, None, "", ""
             self.trail.clear()
             live_feed.close_feed(self.feed)
             self.feed = None
@@ -181,8 +181,10 @@ class DashboardState:
                 return
             if parking.record(ui.run_id):   # a reopened tab: its other runs may be there
                 self.history.adopt(ui.run_id)
+            self.start(cfg, ui)
             self.notice = (f"The run in this URL ({ui.run_id[:8]}…) is gone: "
                            f"{parking.gone_reason(ui.run_id)}. Started a new run from the URL's setup.")
+            return
         self.start(cfg, ui)
 
     def load(self, data: bytes) -> bool:

@@ -98,14 +98,18 @@ def window_figure(s: DashboardState, steps: list[int], step: int) -> go.Figure:
     """Pruned and revived per step over the timeline's window, with a cursor on `step`."""
     tel = s.frame.telemetry
     fig = go.Figure()
-    for name, series in (("pruned", tel.pruned), ("revived", tel.activated)):
+    pal = theme()
+    for name, series, dash, color in (("pruned", tel.pruned, "solid", pal.died),
+                                      ("revived", tel.activated, "dot", pal.revived)):
         x, v = series.arrays()
         keep = (x >= steps[0]) & (x <= steps[-1])
-        fig.add_trace(go.Scatter(x=x[keep], y=np.asarray(v)[keep].sum(axis=1) if np.ndim(v) > 1 else
-                                 np.asarray(v)[keep], mode="lines", name=name))
-    fig.add_vline(x=step, line_dash="dot", line_color=theme().marker)
-    fig.update_layout(template=theme().plotly_template, height=150, margin=dict(l=4, r=4, t=4, b=4),
-                      legend=dict(orientation="h"), xaxis_title="step")
+        v = np.asarray(v)[keep]
+        fig.add_trace(go.Scatter(x=x[keep], y=v.sum(axis=1) if v.ndim > 1 else v, mode="lines", name=name,
+                                 line=dict(dash=dash, color=color)))
+    fig.add_vline(x=step, line_dash="dot", line_color=pal.marker)
+    fig.update_layout(template=pal.plotly_template, height=170, margin=dict(l=4, r=4, t=24, b=4),
+                      legend=dict(orientation="h", y=1.15), xaxis_title="step",
+                      yaxis_title="per step")
     return fig
 
 
