@@ -45,6 +45,17 @@ def _shows(page, step: int, first: int | None = None) -> bool:
             and (first is None or loss[0] == first))
 
 
+def _wait_shows(page, step: int, first: int | None = None, timeout: float = 30) -> None:
+    from browser import wait_for
+    try:
+        wait_for(lambda: _shows(page, step, first), timeout)
+    except AssertionError:
+        h = _held(page)
+        raise AssertionError(f"the curves should show step {step} (their loss from {first}); they hold "
+                             f"step {h.get('step')}, loss steps {(h.get('loss') or [])[:3]}…"
+                             f"{(h.get('loss') or [])[-3:]}, the graph step {h.get('graph')}") from None
+
+
 def _step(page, n: int, to: int) -> None:
     from browser import step_counter, wait_for
     page.get_by_role("button", name=f"Step {n}", exact=True).click()
@@ -60,26 +71,23 @@ def test_browser_paused_curves_follow_steps_preset_switch_fork_and_reopen(curves
     page.goto(url + "/?preset=digits-demo")
     page.wait_for_selector("#step-counter", timeout=90_000)
     _step(page, 10, 10)
-    wait_for(lambda: _shows(page, 10, first=1), 20)
+    _wait_shows(page, 10, first=1)
 
     # a new setup: a new run and a new feed
     choose(page, "Preset", "spiral-demo")
     wait_for(lambda: "dataset=spiral" in url_of(page), 60)
     _step(page, 10, 10)
-    wait_for(lambda: _shows(page, 10, first=1), 20)
-    _step(page, 10, 20)
-    wait_for(lambda: _shows(page, 20, first=1), 20)
+    _wait_shows(page, 10, first=1)
 
     # Fork: a new run from this step, whose curves hold the history it was forked with
     page.get_by_role("button", name="Fork", exact=True).click()
-    page.get_by_text("Forked at step 20").first.wait_for(timeout=60_000)
-    _step(page, 10, 30)
-    wait_for(lambda: _shows(page, 30, first=1), 20)
+    page.get_by_text("Forked at step 10").first.wait_for(timeout=60_000)
+    _wait_shows(page, 10, first=1)
+    _step(page, 10, 20)
+    _wait_shows(page, 20, first=1)
 
     # reopen the first run from the Runs list: its own curves at its own step
     page.locator('[data-testid="stSidebar"] button').filter(has_text="on digits").first.click()
     wait_for(lambda: "dataset=digits" in url_of(page), 60)
-    wait_for(lambda: _shows(page, 10, first=1), 20)
-    _step(page, 10, 20)
-    wait_for(lambda: _shows(page, 20, first=1), 20)
+    _wait_shows(page, 10, first=1)
     page.close()
