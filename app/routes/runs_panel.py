@@ -104,6 +104,8 @@ def fork_controls(row, s: DashboardState, view: RunView) -> None:
         fields = [f for f in FORK_FIELDS if f in hp or f == "connectivity"]
         field = st.selectbox("Value to vary", fields, key=f"forkfield{g}", format_func=FORK_FIELDS.get)
         now = hp.get(field) if field != "connectivity" else view.config.connectivity[0]
+        # the middle value is the run's own, exactly: that fork is the unchanged control
+        low, high = (now / 2, min(1.0, now * 2)) if field == "connectivity" else (now * 0.1, now * 10)
         st.text_input("Values (2-4, comma-separated)", key=f"forkvalues{g}{field}",
-                      value=",".join(f"{now * m:.3g}" for m in (0.1, 1, 10)) if now else "")
+                      value=f"{low:.3g},{now!r},{high:.3g}" if now else "")
         st.button("Fork to Compare", key="forkover", on_click=on_fork_over, args=(g,), type="primary")
