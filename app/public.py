@@ -47,6 +47,7 @@ INPUTS = {"digits": 64, "digits-28": 784, "mnist": 784, "mnist10k": 784, "fashio
 class Settings:
     public: bool
     limits: dict
+    sweep_address: str = ""   # the only Ray cluster a public Sweep page uses ("": a local Ray)
 
     def __getitem__(self, name: str) -> float:
         return self.limits[name]
@@ -80,7 +81,8 @@ def settings() -> Settings:
         if not value > 0:
             raise ValueError(f"setting {name}: must be > 0, got {raw!r}")
         limits[name] = value
-    return Settings(public, limits)
+    address = os.environ.get("DEEPR_SWEEP_ADDRESS", section.get("sweep_address", ""))
+    return Settings(public, limits, str(address).strip())
 
 
 def layer_shapes(cfg) -> list[tuple[int, ...]]:
