@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import random
 import signal
+import subprocess
 import time
 
 import pytest
@@ -240,16 +241,27 @@ def _kill_while_writing(versions, tmp_path, atomic: bool, kills: int, seed: int)
 
 
 def test_kill_9_while_writing_leaves_every_file_whole(tmp_path):
-    """Seeded kill moments while a process rewrites a ~9 MB checkpoint and an ~8 MB
-    metrics.csv (two versions, a training step apart): with atomic writes every file is a whole
+    """Seeded kill moments while a process rewrites a 4 MB checkpoint and a metrics.csv (two
+    versions, a training step apart): with atomic writes every file is a whole
     version after every kill; plain writes in the same harness are caught half-written (so the
     check can fail)."""
-    s = TrainingSession(_cfg(hidden=[600, 600], connectivity=[0.5]), n_tracked=0)
+    s = TrainingSession(_cfg(hidden=[400, 400], connectivity=[0.5]), n_tracked=0)
     versions = []
     for _ in range(2):
         versions.append((checkpoint.to_bytes(s), (s.metrics_csv() * 400).encode()))
         s.step(1)
     assert all(_kill_while_writing(versions, tmp_path, atomic=True, kills=6, seed=1))
     back = st_load((tmp_path / "atomic" / "checkpoint.safetensors").read_bytes())
-    assert back["model.2.theta"].shape == (600, 600)
+    assert back["model.2.theta"].shape == (400, 400)
     assert not all(_kill_while_writing(versions, tmp_path, atomic=False, kills=6, seed=1))
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f".m.csv.{dead.pid}.x1.part"         # its writer is gone
+    live = tmp_path / f".m.csv.{os.getppid()}.x2.part"      # a writer still running
+    orphan.write_text("half")
+    live.write_text("half")
+    write_atomic(tmp_path / "m.csv", "a,b\n")
+    assert not orphan.exists() and live.exists() and (tmp_path / "m.csv").read_text() == "a,b\n"

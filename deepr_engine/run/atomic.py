@@ -2,6 +2,7 @@
 part (a process killed mid-write, even with kill -9, leaves the old file in place)."""
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -10,12 +11,14 @@ from pathlib import Path
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write `data` to a temporary file in the same folder, flush it to disk (fsync), then
     rename it over `path` (os.replace: atomic on POSIX and Windows). The folder is created if
-    missing; the temporary file is removed if anything fails."""
+    missing; the temporary file is removed if anything fails, and one left by a killed writer
+    (.NAME.PID.*.part, PID gone) is removed by the next write of the same path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -31,6 +34,27 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
         raise
     _sync_folder(path.parent)
     return path
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary files of this path left by writers that were killed (their pid is gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # exists, owned by someone else
+        return True
+    return True
 
 
 def _mode(path: Path) -> int:
