@@ -59,7 +59,10 @@ def _wait_shows(page, step: int, first: int | None = None, timeout: float = 30) 
 def _step(page, n: int, to: int) -> None:
     from browser import step_counter, wait_for
     page.get_by_role("button", name=f"Step {n}", exact=True).click()
-    wait_for(lambda: step_counter(page) == to, 60)
+    try:
+        wait_for(lambda: step_counter(page) == to, 60)
+    except AssertionError:
+        raise AssertionError(f"Step {n}: the counter shows {step_counter(page)}, not {to}") from None
 
 
 @needs_chromium
@@ -76,6 +79,8 @@ def test_browser_paused_curves_follow_steps_preset_switch_fork_and_reopen(curves
     # a new setup: a new run and a new feed
     choose(page, "Preset", "spiral-demo")
     wait_for(lambda: "dataset=spiral" in url_of(page), 60)
+    page.get_by_text("Deep R on spiral").first.wait_for(timeout=60_000)
+    wait_for(lambda: _held(page).get("step") == 0, 60)   # the new run's page is drawn
     _step(page, 10, 10)
     _wait_shows(page, 10, first=1)
 
