@@ -5,7 +5,11 @@ event cursors. Pages draw from this object; only callbacks change it.
 Forks (`open_forks`): the parent run is read once as checkpoint bytes and every fork starts
 from those bytes, so weights, theta, masks, optimizer state, random generators and data order
 are the same in all of them; each then gets one changed hyperparameter. A fork whose value is
-the parent's own gets no change at all, so its steps are the parent's next steps."""
+the parent's own gets no change at all, so its steps are the parent's next steps.
+
+In a public demo (app/public.py) every run here counts against the server's and the browser
+session's run limits (checked before any process starts), gets the public memory and parking
+caps and the speed cap, and a setup over a size limit is refused."""
 from __future__ import annotations
 
 import json
@@ -20,7 +24,7 @@ from deepr_engine.run.background import BackgroundSession
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 from deepr_engine.run.views import RunView
 
-from . import pages
+from . import pages, public
 from .state import START_ERRORS
 from .urlstate import RunSpec, UISettings, matching_preset, run_config
 
@@ -60,6 +64,7 @@ class CompareState:
     url_errors: list[str] = field(default_factory=list)
     error: str = ""
     forks: ForkPoint | None = None  # set while the runs are forks of one run
+    started: int = 0                # processes this page started (public mode: a session limit)
 
     def labels(self) -> list[str]:
         """Each run's name on the page: its fork's 'field = value', else its method."""
@@ -75,10 +80,17 @@ class CompareState:
     def start(self, base: RunConfig, specs: list[RunSpec], ui: UISettings | None = None) -> bool:
         """Start every run; if any fails, keep the comparison that was there and say why."""
         ui = ui or self.ui
+        try:
+            self.room(len(specs))   # public: before any process starts
+        except ValueError as exc:
+            self.error = str(exc)
+            return False
         runs = []
         try:
             for spec in specs:
-                runs.append(BackgroundSession(run_config(base, spec), steps_per_frame=ui.steps_per_frame))
+                cfg = run_config(base, spec)
+                public.check_config(cfg)
+                runs.append(BackgroundSession(cfg, steps_per_frame=ui.steps_per_frame, **_options()))
         except START_ERRORS as exc:
             for r in runs:
                 r.close()
@@ -86,9 +98,21 @@ class CompareState:
             if self.runs:
                 return False
             base, specs = preset("digits-demo"), [RunSpec("deepr"), RunSpec("set")]
-            runs = [BackgroundSession(run_config(base, s)) for s in specs]
+            runs = [BackgroundSession(run_config(base, s), **_options()) for s in specs]
+        self.started += len(runs)
         self._adopt(runs, base, specs, ui, None)
         return True
+
+    def room(self, n: int) -> None:
+        """Public mode: refuse `n` new processes over max_live_runs / max_runs_per_session (this
+        page's runs, which the new ones replace, free their processes; the browser session's
+        count is this page's and the Dashboard's). ValueError naming the limit."""
+        if not public.settings().public:
+            return
+        mine = sum(r.alive for r in self.runs)
+        board = st.session_state.get("dashboard")
+        public.check_room(n, self.started + getattr(board, "started", 0),
+                          BackgroundSession.live_count() - mine)
 
     def _adopt(self, runs, base, specs, ui, forks: ForkPoint | None) -> None:
         for r in self.runs:
@@ -112,10 +136,16 @@ class CompareState:
         if not 2 <= len(values) <= 4:
             raise ValueError(f"{field_name}: 2 to 4 fork values; got {len(values)}")
         _check(source, field_name, values)   # before any process starts
+        try:
+            self.room(len(values))
+        except ValueError as exc:
+            raise ValueError(f"{field_name}: {exc}") from None
         spf = self.ui.steps_per_frame
         with ThreadPoolExecutor(len(values)) as pool:   # the processes start side by side
-            started = [pool.submit(BackgroundSession, source, steps_per_frame=spf) for _ in values]
+            started = [pool.submit(BackgroundSession, source, steps_per_frame=spf, **_options())
+                       for _ in values]
         runs = [f.result() for f in started if f.exception() is None]
+        self.started += len(runs)
         try:
             failed = next((f.exception() for f in started if f.exception() is not None), None)
             if failed is not None:
@@ -165,6 +195,14 @@ class CompareState:
             self.cursors[i] = view.events_cursor
             self.frames.append(view)
         return self.frames
+
+
+def _options() -> dict:
+    """A Compare run's process options: nothing locally; in public mode the speed cap and the
+    memory and parking caps."""
+    if not public.settings().public:
+        return {}
+    return {"max_steps_per_second": public.speed(0), **public.run_options()}
 
 
 def _check(source: bytes, field_name: str, values: list[float]) -> None:

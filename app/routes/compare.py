@@ -370,6 +370,12 @@ def render() -> None:
         base, specs, ui = compare_from_query(dict(st.query_params))
         s.url_errors = list(ui.errors)
         s.start(base, specs, ui)
+    if not s.runs:   # a public demo at its run limits: nothing started (compare_state.room)
+        st.title("Compare")
+        st.error(plain(f"Setup not applied: {s.error}"))
+        s.error = ""
+        st.button("Try again", key="c_retry")
+        return
     for msg in s.url_errors:
         st.error(plain(msg))
     if s.error:

@@ -5,6 +5,9 @@ on the Dashboard with its setup in the URL.
 The sweep runs as `python -m deepr_engine sweep ... --out runs/sweeps/<time>` in its own process
 group (Ray and its trial workers under it), never in the web server; the page only reads the
 folder's results.csv. Stop, a new sweep or the end of the tab's session terminates it.
+
+In a public demo (app/public.py) app/sweep_guard.py checks a request before anything is expanded
+or started, the Ray address is the operator's, and a visitor sees their own sweeps only.
 """
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import weakref
 from pathlib import Path
 from urllib.parse import urlencode
@@ -23,6 +25,8 @@ import streamlit as st
 from deepr_engine.run import sweep as engine
 from deepr_engine.run.config import PRESETS, RunConfig, preset
 
+from app import public
+from app import sweep_guard as guard
 from app.text import plain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +68,7 @@ class SweepProcess:
                                      stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         log.close()
         self._finalizer = weakref.finalize(self, _terminate, self.proc)
+        guard.started(self)
 
     @property
     def running(self) -> bool:
@@ -108,13 +113,18 @@ def sweep_args(preset_name: str, steps: int, seeds: int, samples: int, space: li
 def n_trials(args: list[str]) -> int:
     """How many trials the command runs (a setting without effect in a trial is not varied
     there, so this can be less than the product of the value counts)."""
+    return len(trials(args))
+
+
+def trials(args: list[str]) -> list:
+    """The trials the command runs (sweep.Trial: config and swept values)."""
     from deepr_engine.run.cli import build_parser
     ns = build_parser().parse_args(["sweep", *args])
     grid = dict(engine.parse_grid(spec) for spec in ns.grid)
     rand = dict(engine.parse_random(spec) for spec in ns.random)
     base = preset(ns.preset) if ns.steps is None else preset(ns.preset).replace(steps=ns.steps)
     samples = ns.samples if ns.samples is not None else (8 if rand else 0)
-    return len(engine.build_trials(base, grid, rand, samples, ns.seeds))
+    return engine.build_trials(base, grid, rand, samples, ns.seeds)
 
 
 # -- reading a sweep folder ----------------------------------------------------------------------------
@@ -220,6 +230,7 @@ def parallel(df, swept: list[str]):
 
 # -- the page ----------------------------------------------------------------------------------
 def controls() -> None:
+    pub = public.settings().public
     sb = st.sidebar
     sb.header("Sweep setup")
     name = sb.selectbox("Preset", list(PRESETS), index=list(PRESETS).index("digits-demo"), key="sw_preset")
@@ -229,9 +240,12 @@ def controls() -> None:
                               help="settings drawn from the log / uniform ranges (per grid point)")
     asha = sb.checkbox("Early stopping (ASHA)", key="sw_asha",
                        help="weak trials stop after a fraction of their steps (status 'stopped')")
-    address = sb.text_input("Ray cluster address", "", key="sw_address",
-                            help="empty: a local Ray on this machine's cores; or e.g. ray://head:10001")
-    fields = list(engine.sweep_fields())   # every declared setting but seed
+    if pub:   # the operator's cluster only (setting sweep_address); no field to type one
+        typed, address = st.session_state.get("sw_address", ""), guard.address("")
+    else:
+        typed = address = sb.text_input("Ray cluster address", "", key="sw_address",
+                                        help="empty: a local Ray on this machine's cores; or e.g. ray://head:10001")
+    fields = [f for f in engine.sweep_fields() if not (pub and f in public.SERVER_FIELDS)]   # all but seed
     st.subheader("Search space")
     st.caption("grid: comma-separated values (list fields: '/' inside a value, e.g. 64/32); "
                "log / uniform: LOW:HIGH. Every trial holds out 20% of the training data; "
@@ -246,20 +260,32 @@ def controls() -> None:
     proc: SweepProcess | None = st.session_state.get("sw_proc")
     running = proc is not None and proc.running
     try:
+        guard.check_space(name, steps, seeds, samples, list(space), typed)   # public: before expanding
         args = sweep_args(name, steps, seeds, samples, list(space), asha, address)
-        st.caption(f"{n_trials(args)} trials of {steps} steps: `python -m deepr_engine sweep "
-                   f"{' '.join(args)}`")
+        planned = trials(args)
+        guard.check_trials(planned)
+        st.caption(f"{len(planned)} trials of {steps} steps" + ("" if pub else
+                   f": `python -m deepr_engine sweep {' '.join(args)}`"))
     except ValueError as exc:
         args = None
         st.error(plain(f"Search space: {exc}"))
     c1, c2 = st.columns(2)
     if c1.button("Start sweep", type="primary", disabled=args is None or running, key="sw_start"):
+        try:
+            guard.check_start()   # public: room for one more sweep on this server
+        except ValueError as exc:
+            st.session_state["sw_refused"] = str(exc)
+            st.rerun()
         if proc is not None:
             proc.stop()
-        out = SWEEPS / time.strftime("%Y%m%d-%H%M%S")
+        out = guard.new_folder(SWEEPS)
+        if pub:
+            guard.claim(out, guard.visitor_of_page())
         st.session_state["sw_proc"] = SweepProcess(args, out)
         st.session_state["sw_dir"] = str(out)
         st.rerun()
+    if st.session_state.get("sw_refused"):
+        st.error(plain(st.session_state.pop("sw_refused")))
     if c2.button("Stop", disabled=not running, key="sw_stop"):
         proc.stop()
         st.rerun()
@@ -268,9 +294,11 @@ def controls() -> None:
 def results_view(out: Path, running: bool) -> None:
     df, swept, configs, meta = load(out)
     log = out / "log.txt"
-    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    text = log.read_text(errors="replace") if log.exists() else ""
+    lines = (guard.redact(text, out, ROOT) if public.settings().public else text).splitlines()
     head = next((ln for ln in lines if ln.startswith("sweep: ")), "")
-    st.caption(f"{out} · {'running' if running else 'not running'} · {len(df)} trials finished"
+    where = out.name if public.settings().public else out
+    st.caption(f"{where} · {'running' if running else 'not running'} · {len(df)} trials finished"
                + (f" of {head.split()[1]}" if head else ""))
     if not running and any(ln.startswith(("Traceback", "error:")) for ln in lines[-40:]):
         st.error(plain("The sweep process failed: " + lines[-1]))
@@ -316,6 +344,7 @@ def render() -> None:
     controls()
     proc: SweepProcess | None = st.session_state.get("sw_proc")
     folders = sorted((p for p in SWEEPS.glob("*") if p.is_dir()), reverse=True) if SWEEPS.exists() else []
+    folders = guard.visible(folders, guard.visitor_of_page() if public.settings().public else "")
     current = st.session_state.get("sw_dir")
     if current and Path(current) not in folders:
         folders.insert(0, Path(current))
@@ -324,7 +353,7 @@ def render() -> None:
         return
     names = [str(p) for p in folders]
     pick = st.selectbox("Sweep folder", names, index=names.index(current) if current in names else 0,
-                        key="sw_folder")
+                        key="sw_folder", format_func=lambda p: Path(p).name if public.settings().public else p)
     out = Path(pick)
     running = proc is not None and proc.running and Path(proc.out) == out
     st.fragment(run_every=POLL if running else None)(_live)(out, running)
