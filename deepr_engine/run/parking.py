@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+from .atomic import write_atomic
+
 PARK_EVERY_S = 120.0          # a training run's state reaches disk at least this often
 TOMBSTONE_AGE_S = 7 * 86400   # how long "why is it gone" is remembered
 BOOT = {"id": uuid.uuid4().hex, "at": time.time()}   # this server process's start
@@ -62,9 +64,7 @@ def _tomb_path(run_id: str) -> Path:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.part")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data))
 
 
 def _read_json(path: Path) -> dict | None:
