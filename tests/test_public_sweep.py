@@ -269,3 +269,14 @@ def test_compare_locally_passes_no_public_options(local_mode, fake_runs):
     s = compare_state.CompareState()
     assert s.start(preset("spiral-demo"), [RunSpec("deepr"), RunSpec("set")])
     assert FakeRun.made == [{"steps_per_frame": s.ui.steps_per_frame}] * 2
+
+
+def test_a_full_server_shows_the_compare_page_a_message_and_try_again(public_mode, fake_runs, monkeypatch):
+    monkeypatch.setenv("DEEPR_MAX_LIVE_RUNS", "2")
+    public.settings.cache_clear()
+    FakeRun.live = 1   # another visitor's run: no room for this page's two
+    at = AppTest.from_string("from app.routes.compare import render\nrender()\n", default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("the server is full: 1 runs are training (limit max_live_runs = 2)" in m for m in errors(at))
+    assert FakeRun.made == [] and at.button(key="c_retry")
