@@ -99,7 +99,7 @@ def merge_sorted(index: tuple[torch.Tensor, ...], n_cols: int, leaving: torch.Te
     k1 = k0 - leaving.numel() + m
     new_keys, by_key = new_keys.sort()
     new_slots = new_slots.index_select(0, by_key)
-    gone = torch.searchsorted(keys, leaving)  # entries that leave
+    gone = torch.searchsorted(keys, leaving.sort().values)  # entries that leave (sorted: cache)
     ins = torch.searchsorted(keys, new_keys)  # arrival j goes before old entry ins[j]
     c = _scratch(work, "count", keys, k0 + 1).fill_(1)
     c[k0] = 0
