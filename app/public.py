@@ -159,15 +159,22 @@ class ServerFull(ValueError):
     """No room for another training process now (a visitor waits in the queue)."""
 
 
+XSRF_COOKIE = "_streamlit_xsrf"
+
+
+def cookie_identity(cookie: str) -> str:
+    """A browser's identity from its XSRF cookie (the page's and the feed's requests alike)."""
+    import hashlib
+    return hashlib.sha256(cookie.encode()).hexdigest()[:32]
+
+
 def visitor_id() -> str:
     """Who this browser is, for run ownership: a hash of its XSRF cookie (one per browser,
     shared by its tabs, kept across reloads), else this Streamlit session."""
-    import hashlib
-
     import streamlit as st
     from streamlit.runtime.scriptrunner import get_script_run_ctx
-    cookie = st.context.cookies.get("_streamlit_xsrf") if st.context.cookies else None
+    cookie = st.context.cookies.get(XSRF_COOKIE) if st.context.cookies else None
     if cookie:
-        return hashlib.sha256(cookie.encode()).hexdigest()[:32]
+        return cookie_identity(cookie)
     ctx = get_script_run_ctx()
     return f"session-{ctx.session_id if ctx else 'none'}"

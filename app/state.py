@@ -197,6 +197,11 @@ class DashboardState:
         self.notice = f"loaded: step {view.step:,}, {describe(view.config)}"
         return True
 
+    def browser(self) -> str | None:
+        """This tab's browser identity when it comes from the browser's cookie (the feed's
+        requests carry it too), else None."""
+        return None if not self.visitor or self.visitor.startswith("session-") else self.visitor
+
     # -- views ------------------------------------------------------------------------------
     def fetch(self) -> RunView:
         """The run now for this rerun's controls and slower views (no events: those are the live
@@ -231,7 +236,8 @@ class DashboardState:
         old one ends)."""
         if self.feed is None or self.feed_gen != self.gen or live_feed.get(self.feed.token) is None:
             gen = self.gen
-            self.feed = live_feed.open_feed(self, "dashboard", lambda s: s.feed_frame(gen), channels())
+            self.feed = live_feed.open_feed(self, "dashboard", lambda s: s.feed_frame(gen), channels(),
+                                            browser=self.browser())
             self.feed_gen = gen
         return self.feed
 

@@ -187,9 +187,10 @@ def test_feeds_end_with_their_owner_or_a_newer_feed():
     assert feed.get(f3.token) is None
 
 
-def _get(token: str, query: str = "", method: str = "GET"):
+def _get(token: str, query: str = "", method: str = "GET", cookie: str | None = None):
+    headers = [(b"cookie", f"_streamlit_xsrf={cookie}".encode())] if cookie else []
     scope = {"type": "http", "method": method, "path": f"{feed.PATH}/{token}", "query_string": query.encode(),
-             "headers": [], "path_params": {"token": token}}
+             "headers": headers, "path_params": {"token": token}}
     return asyncio.run(feed.endpoint(Request(scope)))
 
 
@@ -226,3 +227,20 @@ def test_endpoint_answers_frames_and_says_what_is_wrong():
     r = _get(ended.token, "x=1")
     assert r.status_code == 410 and b"ended" in r.body
     assert feed.get(ended.token) is None  # closed: the page's next rerun opens a new feed
+
+
+def test_a_feed_bound_to_a_browser_refuses_another_browsers_requests():
+    from app.public import cookie_identity
+    s = _session()
+
+    class Owner:
+        def next_frame(self):
+            return run_view(s, playing=False)
+
+    owner = Owner()
+    f = feed.open_feed(owner, "bound", lambda o: o.next_frame(), {"graph": lg.GraphChannel((8, 8))},
+                       browser=cookie_identity("2|aa|bb|1"))
+    assert _get(f.token, "graph=-1", cookie="2|aa|bb|1").status_code == 200
+    for other in ("2|cc|dd|1", None):   # another browser's cookie, or none: the token alone is not enough
+        r = _get(f.token, "graph=-1", cookie=other)
+        assert r.status_code == 403 and b"another browser session" in r.body

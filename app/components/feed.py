@@ -32,6 +32,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from ..public import XSRF_COOKIE, cookie_identity
 from .wire import pack_parts, unpack_parts  # noqa: F401  (unpack_parts: for tests and tools)
 
 PATH = "/api/deepr/feed"
@@ -51,6 +52,7 @@ class Feed:
     channels: dict[str, Channel]
     owner: weakref.ref
     name: str
+    browser: str | None = None    # the opener's browser identity (public.cookie_identity), if known
     last_used: float = field(default_factory=time.monotonic)
     served: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,10 +81,11 @@ _lock = threading.Lock()
 
 
 def open_feed(owner: object, name: str, source: Callable[[object], object],
-              channels: dict[str, Channel]) -> Feed:
+              channels: dict[str, Channel], browser: str | None = None) -> Feed:
     """A new feed for `owner` (any object; the feed ends when it is garbage-collected). An
-    older feed of the same owner and name ends now."""
-    feed = Feed(secrets.token_urlsafe(18), source, dict(channels), weakref.ref(owner), name)
+    older feed of the same owner and name ends now. With `browser`, only requests that carry
+    that browser's cookie are served: a leaked feed URL shows nothing to anyone else."""
+    feed = Feed(secrets.token_urlsafe(18), source, dict(channels), weakref.ref(owner), name, browser)
     with _lock:
         _prune(time.monotonic())
         for token, old in list(_feeds.items()):
@@ -139,6 +142,8 @@ async def endpoint(request):
     if feed is None:
         return PlainTextResponse("no such feed (the tab's run ended or the server restarted)",
                                  status_code=404)
+    if feed.browser is not None and cookie_identity(request.cookies.get(XSRF_COOKIE, "")) != feed.browser:
+        return PlainTextResponse("this feed belongs to another browser session", status_code=403)
     try:
         have = parse_have(request.query_params, feed.channels)
     except ValueError as exc:

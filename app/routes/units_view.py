@@ -29,7 +29,8 @@ def units_feed(s: DashboardState, image_shape) -> live_feed.Feed:
     held = st.session_state.get(_FEED)
     if held is None or held[0] != s.gen or live_feed.get(held[1].token) is None:
         channel = unit_maps.UnitsChannel(s.run, image_shape)
-        feed = live_feed.open_feed(s, "units", lambda owner: owner.recent_view(within=0.5), {"units": channel})
+        feed = live_feed.open_feed(s, "units", lambda owner: owner.recent_view(within=0.5), {"units": channel},
+                                   browser=s.browser())
         st.session_state[_FEED] = held = (s.gen, feed)
     return held[1]
 
