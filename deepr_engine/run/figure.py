@@ -34,6 +34,14 @@ def write_png(rows: list[dict], title: str, path: str | Path) -> bool:
                     yerr=[float(r["test_acc_sd"]) for r in rs], marker="o", ms=4, capsize=2,
                     label=registry.label(method))
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+    xs = [float(r["connectivity_reached"]) for r in rows if r["method"] != "dense"]
+    if xs:   # 1-2-5 ticks over the data's range
+        ax.set_xticks([t for t in (a * 10.0 ** e for e in range(-4, 1) for a in (1, 2, 5))
+                       if min(xs) / 1.5 <= t <= max(xs) * 1.5])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), min(1.02, ax.get_ylim()[1]))
     ax.set_xlabel("connectivity reached (share of all weights active)")
     ax.set_ylabel("test accuracy (mean ± sd over seeds)")
     ax.set_title(title, fontsize=10)

@@ -187,6 +187,7 @@ def summarise(base, cell, best, row, n_ok, n, fresh, by_key, steps) -> dict:
     conn = "/".join(f"{c:g}" for c in conn) if isinstance(conn, (list, tuple)) else conn
     rs = [by_key[t.key] for t in fresh if t.key in by_key and by_key[t.key]["status"] in ("ok", "diverged")]
     accs = [float(r["test_acc"]) for r in rs]
+    fin = [r for r in rs if r["status"] == "ok"] or rs
     cfg = best.config
     knobs = {k: getattr(cfg, k) for k in space(method, steps)}
     warn = selection.edge_warnings({"lr": cfg.lr} | knobs, ranges(method, cfg.gradient, steps))
@@ -196,7 +197,9 @@ def summarise(base, cell, best, row, n_ok, n, fresh, by_key, steps) -> dict:
         warn.insert(0, f"no setting reached the target connectivity {target:.4g} (the best "
                        f"ended at {reached:.4g})")
     return {"dataset": base.dataset, "method": method, "connectivity": conn,
-            "connectivity_reached": statistics.mean(float(r["connectivity"]) for r in rs) if rs else math.nan,
+            # reached: over the seeds that finished (a diverged one stops before its pruning);
+            # the test mean counts a diverged seed's last good step
+            "connectivity_reached": statistics.mean(float(r["connectivity"]) for r in fin) if fin else math.nan,
             "test_acc_mean": statistics.mean(accs) if accs else math.nan,
             "test_acc_sd": statistics.stdev(accs) if len(accs) > 1 else 0.0, "n_test": len(accs),
             "val_acc": float(row["val_acc"]), "gradient": cfg.gradient, "lr": cfg.lr,
