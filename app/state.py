@@ -114,7 +114,8 @@ class DashboardState:
         if source is not None:   # None: a fork (the setup of a run this server already runs)
             public.check_config(source if isinstance(source, RunConfig) else checkpoint_config(source))
         mine = int(self.run is not None and self.run.alive)
-        public.check_room(1, self.started, BackgroundSession.live_count() - mine)
+        other = getattr(st.session_state.get("compare"), "started", 0)   # the Compare page's runs
+        public.check_room(1, self.started + other, BackgroundSession.live_count() - mine)
 
     def _adopt(self, run: BackgroundSession, ui: UISettings) -> None:
         """Put `run` on screen; the run that was there parks and stays in the Runs list."""
