@@ -2,7 +2,7 @@
 adam) tuned with lr for every method, chosen on validation, then fresh seeds on test; on digits
 and on real MNIST data (mnist10k: the MNIST test set's 10,000 images, 8,000 train / 2,000 test).
 
-    PYTHONPATH=. python benchmarks/accuracy.py            # the README's study, ~35 min on 1 core
+    PYTHONPATH=. python benchmarks/accuracy.py   # the README's study: ~45 min here (1 trial at a time, shared 2 cores)
     [--budget 9] [--seeds 3] [--digits-steps 1000] [--digits-connectivities 0.05]
     [--mnist-epochs 3] [--cpus 1]
     [--datasets digits,mnist10k] [--address RAY] [--out benchmarks/out/accuracy]
