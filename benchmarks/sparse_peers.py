@@ -289,9 +289,11 @@ def main() -> None:
         rows += measure(n, [float(d) for d in args.densities.split(",")], here, args.reps,
                         args.set_reps if sparselab is not None else 0, clock)
         if not args.no_rss:
+            dense_mb = peak_rss("dense-sgd", n, 1.0, args.threads) if "dense-sgd" in here else None
             for r in rows[-len(args.densities.split(",")):]:
                 r["rss_mb"] = {c: peak_rss(c, n, r["density"], args.threads) for c in here
-                               if c != "sparselab" or sparselab is not None}
+                               if c != "dense-sgd" and (c != "sparselab" or sparselab is not None)}
+                r["rss_mb"]["dense-sgd"] = dense_mb
     print(f"load average after: {os.getloadavg()}")
     print(table(rows, sparselab is not None))
     if args.json:

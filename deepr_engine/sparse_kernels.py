@@ -29,6 +29,14 @@ the two-thread figures jump by up to 30x when other processes hold a core; media
   gradient (the slot order is the interface's and cannot follow the rows).
 - torch.compile was not used: it needs a C++ compiler at run time on CPU, and the fused
   sampled_addmm already costs one pass over K x batch.
+- the forward's output is made contiguous: MSE on the transposed product took 1.07 ms at
+  4096 x 64, on a contiguous copy 0.48 ms with the copy.
+
+The merge (1% of K replaced, one thread, loaded machine, best of 31): 1.4 ms at K = 168k
+(3.5 ms when every call allocated its arrays anew: first-touch page faults; 4.2 ms for the
+previous merge: a gather of a changed-flag through the order, nonzero, index_copy_), 72 ms at
+K = 2.7 million (95 ms with fresh arrays). index_copy_ cost 4x scatter_ for the same K-long
+scatter (0.66 / 0.13 ms at 168k), so the merge scatters.
 """
 from __future__ import annotations
 
