@@ -127,6 +127,7 @@ class TourState:
     gen: int = -1                    # the dashboard run generation the tour plays on
     stops: list = field(default_factory=list)
     error: str = ""
+    visited: list = field(default_factory=list)   # stops applied, in order (shown in the page)
 
 
 def tour_state() -> TourState:
@@ -147,7 +148,7 @@ def on_start(s) -> None:
         if not s.start(preset(DEFAULT_PRESET), ui):
             t.error = f"The tour cannot start: {s.setup_error}"
             return
-    t.active, t.stop, t.pending, t.held, t.gen, t.error = True, 0, True, False, s.gen, ""
+    t.active, t.stop, t.pending, t.held, t.gen, t.error, t.visited = True, 0, True, False, s.gen, "", []
 
 
 def go(i: int) -> None:
@@ -196,6 +197,7 @@ def apply_pending(s, view):
         t.error = f"Tour stop {stop.title!r}: {exc}"
     _show_in_sidebar(s, changes)
     t.pending, t.shown_at = False, time.monotonic()
+    t.visited.append(t.stop)
     return s.fetch() if (changes or stop.do) else view
 
 
@@ -226,7 +228,7 @@ def panel(s, view) -> None:
     stop, n = t.stops[t.stop], len(t.stops)
     with st.container(border=True, key="tour_box"):
         st.markdown(f"**Tour · stop {t.stop + 1} of {n}: {stop.title}**"
-                    f"<span id='tour-stop' data-stop='{t.stop}' hidden></span>", unsafe_allow_html=True)
+                    f"<span id='tour-stop' data-stop='{t.stop}' data-visited='{','.join(map(str, t.visited))}' hidden></span>", unsafe_allow_html=True)
         st.markdown(stop.caption)   # the project's own file, not user text
         row = st.container(horizontal=True, gap="small")
         row.button("Back", key="tour_back", icon=":material/arrow_back:", on_click=go, args=(t.stop - 1,),
@@ -236,7 +238,8 @@ def panel(s, view) -> None:
         row.button("Continue" if t.held else "Hold", key="tour_hold", on_click=on_hold,
                    help="stop or restart the tour's clock (the run is not paused)")
         row.button("Leave tour", key="tour_leave", on_click=on_leave, help="end the tour; the run is kept")
-        st.fragment(run_every=None if t.held else 0.5)(_clock)()
+        last = t.stop == n - 1   # nothing moves on from there: no clock
+        st.fragment(run_every=None if t.held or last else 0.5)(_clock)()
 
 
 def _clock() -> None:
