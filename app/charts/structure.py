@@ -20,9 +20,10 @@ def degree_figure(summary: dict) -> go.Figure:
     """Per layer: how many units have each in-degree (its output units) and out-degree (its
     input units), as bars."""
     n = len(summary["in_degree"])
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("in-degree (units of the layer's output)",
-                                                        "out-degree (units of the layer's input)"))
-    fig.update_layout(**layout(height=300, barmode="group", uirevision="degrees"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("in-degree (the layer's outputs)",
+                                                        "out-degree (the layer's inputs)"))
+    fig.update_layout(**layout(height=320, barmode="group", uirevision="degrees", margin=dict(l=40, r=10, t=30, b=70),
+                               legend=dict(orientation="h", y=-0.3)))
     for col, key in ((1, "in_degree"), (2, "out_degree")):
         for i in range(n):
             h = np.asarray(summary[key][i])
