@@ -60,7 +60,7 @@ def sort_slots(keys: torch.Tensor, n_cols: int) -> tuple[torch.Tensor, ...]:
 
 def locate(keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     """Index of the first key >= each query (searchsorted), searching the queries in ascending
-    order: 3-4x faster than random-order binary searches over a large K (cache)."""
+    order: 23k queries in K = 1.7 million took 6.5 ms with the sort, 12 ms in random order."""
     if queries.numel() < 2:
         return torch.searchsorted(keys, queries)
     q, perm = queries.sort()
