@@ -141,8 +141,11 @@ class DashboardState:
             self.history.note(self.run.run_id, step=view.step, test_acc=view.metrics.get("test_acc"))
         if self.read_only:   # someone else's run: it goes on for its owner
             return
-        self.run.pause()
-        self.run.park()
+        try:
+            self.run.pause()
+            self.run.park()
+        except RuntimeError:   # its process died (and left no park): nothing to keep
+            self.run.close()
 
     def adopt_fork(self, run: BackgroundSession, parent_id: str, step: int) -> None:
         """Put a fork on screen; its record says where it forked off (the parent is parked)."""
@@ -173,6 +176,7 @@ class DashboardState:
         from .urlstate import from_query
         cfg, ui = from_query(params)
         self.url_errors = list(ui.errors)
+        self.url_run = ui.run_id   # read, not a navigation: Back/Forward are later changes of it
         if ui.run_id:
             run = BackgroundSession.reattach(ui.run_id, steps_per_frame=ui.steps_per_frame,
                                              max_steps_per_second=ui.max_steps_per_second)

@@ -45,6 +45,7 @@ class Palette:
     marker: str
     ring: str          # dead units' outline on the live graph
     hover: str         # the hovered edge
+    unit: str = "#f39c12"   # a hovered unit: its edges on the graph, its outline on the unit maps
 
     def event(self, kind: str) -> str:
         return {"revived": self.revived, "died": self.died, "probe": self.probe}[kind]
@@ -84,7 +85,8 @@ def graph_js() -> dict:
     """The live graph's colours per theme (live_graph.js)."""
     return {("dark" if p.dark else "light"): {
         "bg": p.bg, "text": p.text, "pos": p.pos, "neg": p.neg, "added": p.revived, "death": p.died,
-        "probe": p.probe, "node": p.node, "ring": p.ring, "hover": p.hover} for p in (LIGHT, DARK)}
+        "probe": p.probe, "node": p.node, "ring": p.ring, "hover": p.hover, "unit": p.unit}
+        for p in (LIGHT, DARK)}
 
 
 def curves_js() -> dict:

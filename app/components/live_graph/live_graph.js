@@ -13,7 +13,6 @@ const RATE_EVENTS = 400;                // frames kept for them (paused: the las
 const MAX_ANIMS = 3000;                 // a burst beyond this fades without drawing every edge
 const FADE_FPS = 10;                    // fade steps per second (ten opacity bands per fade)
 const NB = 6;                           // |w| bands per sign (one stroke per band)
-const UNIT_HL = "#f39c12";              // a hovered unit and its edges (unit_maps.css outlines its map so)
 // Colours (per theme), the probe threshold and the fade budget come from Python with the data
 // (app/charts/palette.py, live_graph.py): S.palettes, S.probeSteps, S.fadeBudget.
 
@@ -326,7 +325,7 @@ function drawUnitEdges(S, ctx) {
   const u = S.hoverUnit || S.extUnit;
   if (!u || !S.xy || u.col >= S.layout.sizes.length) return;
   const { fanIn, fanOut } = fanEdges(S, u);
-  ctx.lineWidth = 2.5; ctx.strokeStyle = UNIT_HL;  // the unit maps outline the same unit in this colour
+  ctx.lineWidth = 2.5; ctx.strokeStyle = S.pal.unit;  // the unit maps outline the same unit in this colour
   const p = new Path2D();
   for (const pos of fanIn) { const [x1, y1, x2, y2] = endpoints(S, u.col - 1, pos); p.moveTo(x1, y1); p.lineTo(x2, y2); }
   for (const pos of fanOut) { const [x1, y1, x2, y2] = endpoints(S, u.col, pos); p.moveTo(x1, y1); p.lineTo(x2, y2); }

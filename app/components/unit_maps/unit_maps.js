@@ -54,7 +54,7 @@ function outline(S, hl) {
   S.root.dataset.hl = hl ? `${hl.col}:${hl.unit}` : "";
 }
 
-function rgb(hex) {
+function hexRgb(hex) {
   const m = /^#([0-9a-f]{6})$/i.exec((hex || "").trim());
   if (m) { const v = parseInt(m[1], 16); return [v >> 16, (v >> 8) & 255, v & 255]; }
   const r = /rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)/.exec(hex || "");
@@ -108,7 +108,7 @@ function showTip(S, l, j, el) {
 }
 
 function paint(S) {
-  const h = S.head, bg = rgb(S.pal.bg), pos = rgb(S.pal.pos), neg = rgb(S.pal.neg);
+  const h = S.head, bg = hexRgb(S.pal.bg), pos = hexRgb(S.pal.pos), neg = hexRgb(S.pal.neg);
   const n = h.nx * h.ny;
   for (const cell of S.cells) {
     const L = h.layers[cell.l], d = S.data[cell.l], sc = 1 / L.scale;
