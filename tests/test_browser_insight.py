@@ -178,6 +178,7 @@ def _click(page, key: str, done, tries: int = 3) -> None:
     raise AssertionError(f"clicking {key} had no effect")
 
 
+@pytest.mark.extended  # the AppTest / node tests cover its parts in the default run
 def test_browser_tour_reaches_every_stop_back_and_leave_keeps_the_run(browser_app):
     from app import tour
     from browser import step_counter, url_of, wait_for
