@@ -22,7 +22,7 @@ def queue_position(visitor: str, now: float | None = None) -> int:
     for v, t in list(_queue.items()):
         if now - t > 3 * QUEUE_POLL_S:
             del _queue[v]
-    _queue[visitor] = now if visitor not in _queue else now
+    _queue[visitor] = now   # updating a key keeps its place (arrival order)
     return list(_queue).index(visitor) + 1
 
 
