@@ -181,7 +181,7 @@ class Visitor:
         self.context.add_init_script(COUNT_FEED)
         self.page = self.context.new_page()
         self.page.set_default_timeout(120_000)
-        self.url, self.queued, self.load_s, self.slider_moved = url, False, 0.0, False
+        self.url, self.queued, self.load_s, self.slider_moved, self.stalled = url, False, 0.0, False, False
 
     def open(self) -> None:
         """Ask for the dashboard without waiting for it (the visitors of a step arrive together)."""
@@ -195,8 +195,11 @@ class Visitor:
         if self.page.locator("#step-counter").count() == 0:
             self.queued = True
             return
-        self.page.get_by_role("button", name="Play").click()
-        self.page.get_by_role("button", name="Pause").wait_for(timeout=60_000)
+        try:   # a page that has not taken Play within a minute stays in, counted as stalled
+            self.page.get_by_role("button", name="Play").click(timeout=60_000)
+            self.page.get_by_role("button", name="Pause").wait_for(timeout=60_000)
+        except Exception:
+            self.stalled = True
 
     def move_slider(self, presses: int = 2) -> None:
         """Temperature one or two notches up with the arrow key (a live change, no new run);
@@ -267,7 +270,7 @@ def level(browser, url: str, n: int, seconds: float, server: int, linger: float)
         v.leave()
     gone_s, after = wait_runs_gone(server, me, linger)
     return {
-        "n": n, "playing": len(playing), "queued": n - len(playing),
+        "n": n, "playing": len(playing), "queued": n - len(playing), "stalled": sum(v.stalled for v in visitors),
         "fps_min": min(fps, default=0.0), "fps_med": med(fps), "applied_med": med(applied),
         "sps_med": med(sps), "failed": sum(r1[i]["failed"] - r0[i]["failed"] for i in playing),
         "slider": sum(v.slider_moved for v in visitors), "load_s": max(v.load_s for v in visitors),
@@ -325,6 +328,7 @@ def report(rows: list[dict], rss: dict, settings: dict) -> str:
         f"({(rss['end'] - rss['warm']) / MB:+.0f} MB against the warm server)",
         "frames/s the graph applied (median page): " + ", ".join(f"{r['applied_med']:.1f}" for r in rows),
         "feed requests that failed during the windows: " + ", ".join(str(r["failed"]) for r in rows),
+        "pages whose Play did not take within 60 s (measured anyway): " + ", ".join(str(r["stalled"]) for r in rows),
         "slider moved (Temperature, keyboard) in: " + ", ".join(f"{r['slider']}/{r['n']}" for r in rows),
         "settings: " + ", ".join(f"{k}={v}" for k, v in settings.items())]
     return "\n".join(lines)
@@ -366,7 +370,11 @@ def main() -> None:
             rss["warm"] = snapshot(server.pid, os.getpid())["server_rss"]
             print(f"warm-up visitor done; load {loadavg()}\n{HEADER}", flush=True)
             for n in steps:
-                rows.append(level(browser, url, n, args.seconds, server.pid, args.linger))
+                try:
+                    rows.append(level(browser, url, n, args.seconds, server.pid, args.linger))
+                except Exception as exc:   # the steps done so far are still reported
+                    print(f"step {n} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
+                    break
                 print(row(rows[-1]), flush=True)
             browser.close()
         rss["end"] = snapshot(server.pid, os.getpid())["server_rss"]
@@ -374,12 +382,13 @@ def main() -> None:
         settings["load avg at end"] = loadavg()
         settings["parked on disk at end MB"] = f"{park / MB:.1f}"
         print()
-        print(report(rows, rss, settings))
+        print(report(rows, rss, settings) if rows else "no step completed")
     finally:
         stop_server(server)
         if os.environ.get("DEEPR_LOAD_KEEP"):
             print(f"kept {tmp} (server.log)")
         else:
+            time.sleep(2)   # a run process may still be writing its park as the server ends
             shutil.rmtree(tmp, ignore_errors=True)
 
 
