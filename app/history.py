@@ -20,9 +20,11 @@ class RunHistory:
     runs: list[str] = field(default_factory=list)   # newest first; the run on screen included
     touched: float = 0.0
 
-    def add(self, run_id: str, **record) -> None:
-        """The run now on screen: first in the list, its record saying which history holds it."""
-        parking.note(run_id, history=self.id, **record)
+    def add(self, run_id: str, record: bool = True, **fields) -> None:
+        """The run now on screen: first in the list, its record saying which history holds it
+        (record=False: someone else's run, listed here only)."""
+        if record:
+            parking.note(run_id, history=self.id, **fields)
         self.runs = [run_id, *(r for r in self.runs if r != run_id)]
         parking.save_history(self.id, self.runs)
 

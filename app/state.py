@@ -97,6 +97,11 @@ class DashboardState:
             self.setup_error = str(exc)
             if self.run is not None:
                 return False
+            try:   # the default run needs room too
+                public.check_room(1, self.started, BackgroundSession.live_count())
+            except public.ServerFull as full:
+                self.waiting = str(full)
+                return False
             ui = UISettings(steps_per_frame=ui.steps_per_frame,
                             max_steps_per_second=ui.max_steps_per_second)
             run = BackgroundSession(preset(ui.preset), max_steps_per_second=public.speed(0),
@@ -125,7 +130,8 @@ class DashboardState:
             rec = parking.record(run.run_id) or {}
             owner = rec.get("owner") or self.visitor
             self.read_only = public.settings().public and owner != self.visitor
-            self.history.add(run.run_id, summary=describe(run.config), preset=ui.preset or "", owner=owner)
+            self.history.add(run.run_id, record=not self.read_only,   # a viewer never writes the
+                             summary=describe(run.config), preset=ui.preset or "", owner=owner)  # owner's record
             self.run, self.ui = run, ui
             ui.run_id = run.run_id
             self.gen += 1
@@ -141,11 +147,13 @@ class DashboardState:
             self.history.note(self.run.run_id, step=view.step, test_acc=view.metrics.get("test_acc"))
         if self.read_only:   # someone else's run: it goes on for its owner
             return
+        if not self.run.alive:   # parked already, or its process died: nothing to do
+            return
         try:
             self.run.pause()
             self.run.park()
-        except RuntimeError:   # its process died (and left no park): nothing to keep
-            self.run.close()
+        except RuntimeError:   # it died just now: its last park (if any) stays reopenable
+            pass
 
     def adopt_fork(self, run: BackgroundSession, parent_id: str, step: int) -> None:
         """Put a fork on screen; its record says where it forked off (the parent is parked)."""
@@ -160,8 +168,14 @@ class DashboardState:
         with self._lock:
             if self.run is not None and run_id == self.run.run_id:
                 return True
+            try:
+                self.admit(None)
+            except ValueError as exc:
+                self.notice = f"The run {run_id[:8]}… cannot be reopened now: {exc}."
+                return False
             run = BackgroundSession.reattach(run_id, steps_per_frame=self.ui.steps_per_frame,
-                                             max_steps_per_second=self.ui.max_steps_per_second)
+                                             max_steps_per_second=public.speed(self.ui.max_steps_per_second),
+                                             **public.run_options())
             if run is None:
                 self.notice = f"The run {run_id[:8]}… cannot be reopened: {parking.gone_reason(run_id)}."
                 return False
@@ -179,7 +193,8 @@ class DashboardState:
         self.url_run = ui.run_id   # read, not a navigation: Back/Forward are later changes of it
         if ui.run_id:
             run = BackgroundSession.reattach(ui.run_id, steps_per_frame=ui.steps_per_frame,
-                                             max_steps_per_second=ui.max_steps_per_second)
+                                             max_steps_per_second=public.speed(ui.max_steps_per_second),
+                                             **public.run_options())
             if run is not None:
                 self.history.adopt(ui.run_id)
                 self._adopt(run, ui)

@@ -91,3 +91,19 @@ def test_a_training_run_parks_on_its_own_every_park_every_s():
         assert wait_until(lambda: os.path.exists(r.park_path), timeout=20)
     finally:
         r.close()
+
+
+def test_a_process_that_dies_during_a_request_keeps_its_park_and_comes_back():
+    import threading
+    r = BackgroundSession("spiral-demo")
+    try:
+        r.step(30)
+        r.park()
+        r.frame()                                    # back in a new process; its park stays
+        threading.Timer(1.0, r.process.kill).start()  # dies while a long request runs
+        with pytest.raises(RuntimeError, match="ended unexpectedly"):
+            r.step(10**6)
+        assert os.path.exists(r.park_path)            # not deleted as if the run were closed
+        assert r.frame().step == 30 and "exit code -9" in r.restart_note
+    finally:
+        r.close()

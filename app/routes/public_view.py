@@ -3,6 +3,7 @@ opened someone else's run (a read-only live view with a Fork button). app/public
 settings and limits."""
 from __future__ import annotations
 
+import threading
 import time
 
 import streamlit as st
@@ -14,20 +15,23 @@ from . import runs_panel
 
 QUEUE_POLL_S = 5.0
 _queue: dict[str, float] = {}   # visitor -> last time its page asked (insertion order = arrival)
+_queue_lock = threading.Lock()  # every session's page thread updates it
 
 
 def queue_position(visitor: str, now: float | None = None) -> int:
     """This visitor's place in the line (1 = next); visitors whose page stopped asking leave it."""
     now = time.monotonic() if now is None else now
-    for v, t in list(_queue.items()):
-        if now - t > 3 * QUEUE_POLL_S:
-            del _queue[v]
-    _queue[visitor] = now   # updating a key keeps its place (arrival order)
-    return list(_queue).index(visitor) + 1
+    with _queue_lock:
+        for v, t in list(_queue.items()):
+            if now - t > 3 * QUEUE_POLL_S:
+                _queue.pop(v, None)
+        _queue[visitor] = now   # updating a key keeps its place (arrival order)
+        return list(_queue).index(visitor) + 1
 
 
 def leave_queue(visitor: str) -> None:
-    _queue.pop(visitor, None)
+    with _queue_lock:
+        _queue.pop(visitor, None)
 
 
 def waiting_room(s: DashboardState) -> None:
@@ -37,14 +41,15 @@ def waiting_room(s: DashboardState) -> None:
     @st.fragment(run_every=QUEUE_POLL_S)
     def retry() -> None:
         d = dashboard()
-        if d.run is None:
+        place = queue_position(d.visitor)
+        if d.run is None and place == 1:   # first in line: the next free room is this visitor's
             d.init_from_url(dict(st.query_params))
         if d.run is not None:
             leave_queue(d.visitor)
             st.rerun(scope="app")
-        st.info(plain(f"This public demo is busy: {d.waiting}. You are number "
-                      f"{queue_position(d.visitor)} in the queue; this page starts your run as soon "
-                      f"as one ends (it checks every {QUEUE_POLL_S:g} s)."))
+        st.info(plain(f"This public demo is busy: {d.waiting}. You are number {place} in the "
+                      f"queue; this page starts your run as soon as one ends (it checks every "
+                      f"{QUEUE_POLL_S:g} s)."))
     retry()
 
 

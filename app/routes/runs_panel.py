@@ -38,7 +38,11 @@ def on_fork() -> None:
             return
         if not s.read_only:   # someone else's run goes on for its owner
             parent.pause()
-        child = parent.fork(**public.run_options())
+        try:
+            child = parent.fork(**public.run_options())
+        except (RuntimeError, ValueError) as exc:
+            s.setup_error = f"Fork: {exc}"
+            return
         s.history.note(parent.run_id, step=step)
         s.adopt_fork(child, parent.run_id, step)
 
@@ -54,7 +58,7 @@ def on_fork_over(gen: int) -> None:
         return
     try:
         open_forks(s.run, field, values, parent_label=describe(s.run.config))
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         s.live_error = f"Fork over {FORK_FIELDS[field]}: {exc}"
 
 

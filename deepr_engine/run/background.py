@@ -28,6 +28,7 @@ from . import parking
 from .config import RunConfig
 from .views import RunView, run_view
 
+MAX_RESTARTS = 20    # a run whose park cannot come back stops being restarted
 _ERRORS = {"ValueError": ValueError, "FileNotFoundError": FileNotFoundError}
 
 
@@ -80,7 +81,7 @@ def _serve(conn, source, options: dict) -> None:
     from .session import TrainingSession
 
     torch.set_num_threads(options["threads"])
-    if options.get("memory_mb"):
+    if options.get("memory_mb") and not torch.cuda.is_available():   # CUDA maps huge address ranges
         _limit_memory(options["memory_mb"])
     try:
         session = checkpoint.load(source) if isinstance(source, bytes) else TrainingSession(source)
@@ -262,7 +263,9 @@ class BackgroundSession:
                         "max_steps_per_second": float(max_steps_per_second), "threads": int(threads),
                         "park_every_s": float(park_every_s), "memory_mb": float(memory_mb),
                         "memory_name": memory_name}
-        parking.clean(quota_mb=park_quota_mb)
+        with self._live_lock:
+            live = {rid for rid, r in list(self._live.items()) if r.alive}
+        parking.clean(quota_mb=park_quota_mb, keep=live)
         self.run_id = run_id or uuid.uuid4().hex
         self.park_path = str(parking.checkpoint_path(self.run_id))
         self.start_timeout = start_timeout
@@ -285,7 +288,7 @@ class BackgroundSession:
         self._conn = ours
         self._finalizer = weakref.finalize(self, _close, ours, self.process, self.run_id, True)
         if not ours.poll(self.start_timeout):
-            self.close()
+            self._drop()
             raise RuntimeError(f"the training process did not start within {self.start_timeout:.0f} s")
         self.info: RunInfo = self._answer()
 
@@ -293,11 +296,19 @@ class BackgroundSession:
         try:
             reply = self._conn.recv()
         except (EOFError, OSError) as exc:
-            self.close()
+            self._drop()
             raise self._ended() from exc
         if reply[0] == "error":
             raise _ERRORS.get(reply[1], RuntimeError)(reply[2])
         return reply[1]
+
+    def _drop(self) -> None:
+        """The process died or hangs: end it, but keep the run's parking file (the next request
+        restarts the run from its last park)."""
+        if self._finalizer.detach() is not None:
+            self._conn.close()
+        if self.process.is_alive():
+            self.process.kill()
 
     def _ended(self) -> RuntimeError:
         self.process.join(1.0)
@@ -305,7 +316,7 @@ class BackgroundSession:
 
     def _revive_if_parked(self) -> None:
         """A process that parked (or died after a park) comes back from its parking file."""
-        if self.process.is_alive() or not Path(self.park_path).exists():
+        if self.process.is_alive() or not Path(self.park_path).exists() or self.restarts >= MAX_RESTARTS:
             return
         code = self.process.exitcode
         data = Path(self.park_path).read_bytes()

@@ -127,14 +127,15 @@ def remove(run_id: str, reason: str) -> None:
     _write_json(_tomb_path(run_id), {"reason": reason, "at": time.time()})
 
 
-def clean(now: float | None = None, quota_mb: float = 0.0) -> list[str]:
+def clean(now: float | None = None, quota_mb: float = 0.0, keep=()) -> list[str]:
     """Expire parked runs nobody touched for max_age_s(); with a quota, remove the least
     recently used parked runs until they fit in `quota_mb`; forget old tombstones and records.
+    `keep`: runs training now (their file is their crash recovery), never removed for the quota.
     Returns the removed run ids."""
     now = time.time() if now is None else now
     age, gone = max_age_s(), []
     if quota_mb > 0:
-        gone += _fit_quota(quota_mb, now)
+        gone += _fit_quota(quota_mb, now, set(keep))
     for p in root().glob("*.safetensors"):
         try:
             if now - p.stat().st_mtime > age:
@@ -143,7 +144,7 @@ def clean(now: float | None = None, quota_mb: float = 0.0) -> list[str]:
                 gone.append(p.stem)
         except OSError:
             pass
-    for p in [*root().glob("*.gone.json"), *root().glob("*.json")]:
+    for p in root().glob("*.json"):   # records, tombstones, histories
         try:
             if now - p.stat().st_mtime > TOMBSTONE_AGE_S + age:
                 p.unlink()
@@ -152,7 +153,7 @@ def clean(now: float | None = None, quota_mb: float = 0.0) -> list[str]:
     return gone
 
 
-def _fit_quota(quota_mb: float, now: float) -> list[str]:
+def _fit_quota(quota_mb: float, now: float, keep: set) -> list[str]:
     files = []
     for p in root().glob("*.safetensors"):
         try:
@@ -164,6 +165,8 @@ def _fit_quota(quota_mb: float, now: float) -> list[str]:
     for _, size, rid in sorted(files):   # least recently used first
         if total <= quota_mb * 2**20:
             break
+        if rid in keep:
+            continue
         remove(rid, f"it was removed at {when(now)} to keep parked runs within the server's "
                     f"quota (limit park_quota_mb = {quota_mb:,.0f} MB)")
         total -= size
