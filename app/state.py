@@ -199,11 +199,12 @@ class DashboardState:
                 self.history.adopt(ui.run_id)
                 self._adopt(run, ui)
                 return
-            if parking.record(ui.run_id):   # a reopened tab: its other runs may be there
-                self.history.adopt(ui.run_id)
+            wanted = ui.run_id   # (starting a run gives `ui` the new run's id)
+            if parking.record(wanted):   # a reopened tab: its other runs may be there
+                self.history.adopt(wanted)
             self.start(cfg, ui)
-            self.notice = (f"The run in this URL ({ui.run_id[:8]}…) is gone: "
-                           f"{parking.gone_reason(ui.run_id)}. Started a new run from the URL's setup.")
+            self.notice = (f"The run in this URL ({wanted[:8]}…) is gone: "
+                           f"{parking.gone_reason(wanted)}. Started a new run from the URL's setup.")
             return
         self.start(cfg, ui)
 
