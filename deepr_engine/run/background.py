@@ -14,7 +14,6 @@ unpickled (checkpoints are safetensors, see checkpoint.py).
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import parking
+from . import memory_cap, parking
 from .config import RunConfig
 from .views import RunView, run_view
 
@@ -82,12 +81,12 @@ def _serve(conn, source, options: dict) -> None:
 
     torch.set_num_threads(options["threads"])
     if options.get("memory_mb") and not torch.cuda.is_available():   # CUDA maps huge address ranges
-        _limit_memory(options["memory_mb"])
+        memory_cap.limit(options["memory_mb"])
     try:
         session = checkpoint.load(source) if isinstance(source, bytes) else TrainingSession(source)
     except Exception as exc:  # reported to the owner, who raises it
-        if _out_of_memory(exc):
-            exc = ValueError(_memory_message(options, "building it"))
+        if memory_cap.out_of_memory(exc):
+            exc = ValueError(memory_cap.message(options, "building it"))
         conn.send(("error", type(exc).__name__, str(exc)))
         return
     conn.send(("ok", _info(session)))
@@ -156,40 +155,15 @@ def _serve(conn, source, options: dict) -> None:
             try:
                 n = session.step(want)
             except Exception as exc:
-                if not _out_of_memory(exc):
+                if not memory_cap.out_of_memory(exc):
                     raise
-                session.paused_reason = _memory_message(options, f"step {session.step_count + 1}")
+                session.paused_reason = memory_cap.message(options, f"step {session.step_count + 1}")
                 n = 0
             wall.update(session.step_count, True)
             if n < want or session.paused_reason or (until is not None and session.step_count >= until):
                 playing = False
             elif max_rate > 0:
                 time.sleep(max(0.0, n / max_rate - (time.perf_counter() - t0)))
-
-
-def _limit_memory(mb: float) -> None:
-    """Let this process add at most `mb` MB of address space to what it holds now (torch and
-    the engine are loaded already): past it, allocations fail in this process only."""
-    import resource
-    try:   # libraries a run loads later map large virtual areas (OpenBLAS's buffers): load them now
-        import sklearn.datasets  # noqa: F401  (the digits loader's)
-    except ImportError:
-        pass
-    with open("/proc/self/statm") as f:
-        held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = held + int(mb * 2**20)
-    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "allocate" in str(exc))
-
-
-def _memory_message(options: dict, when: str) -> str:
-    return (f"the run needs more memory than one run may use on this server (at {when}; limit "
-            f"{options.get('memory_name', 'memory_mb')} = {options['memory_mb']:,.0f} MB): paused; "
-            "try a smaller network or connectivity")
 
 
 def _context():
