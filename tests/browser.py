@@ -25,10 +25,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_app(port: int | None = None, script: str = "app/main.py"):
-    """`streamlit run <script>` (the app, or a component's demo page) on a free loopback port."""
+def streamlit_app(port: int | None = None, script: str = "app/main.py", env: dict | None = None):
+    """`streamlit run <script>` (the app, or a component's demo page) on a free loopback port;
+    `env`: settings for the server only (the test process's environment is not changed)."""
     port = port or free_port()
-    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(os.environ, STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **(env or {}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / script), "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--global.developmentMode", "false"],
@@ -53,6 +54,18 @@ def streamlit_app(port: int | None = None, script: str = "app/main.py"):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def app_and_browser(env: dict | None = None):
+    """The app's server (with `env` for it) and a headless chromium: (url, browser)."""
+    from playwright.sync_api import sync_playwright
+    with streamlit_app(env=env) as url, sync_playwright() as p:
+        b = launch(p)
+        try:
+            yield url, b
+        finally:
+            b.close()
 
 
 def launch(playwright):

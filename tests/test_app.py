@@ -462,13 +462,9 @@ needs_chromium = pytest.mark.skipif(not shutil.which("chromium") and not os.path
 
 @pytest.fixture(scope="module")
 def browser_app():
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch, streamlit_app
-    with streamlit_app() as url, sync_playwright() as p:
-        b = launch(p)
-        yield url, b
-        b.close()
+    from browser import app_and_browser
+    with app_and_browser() as served:
+        yield served
 
 
 def _open(b, url, width=1400):

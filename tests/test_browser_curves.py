@@ -24,13 +24,9 @@ HELD = """() => {
 
 @pytest.fixture(scope="module")
 def curves_browser():
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch, streamlit_app
-    with streamlit_app() as url, sync_playwright() as p:
-        b = launch(p)
-        yield url, b
-        b.close()
+    from browser import app_and_browser
+    with app_and_browser() as served:
+        yield served
 
 
 def _held(page) -> dict:

@@ -14,17 +14,9 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture(scope="module")
 def browser_app(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch, streamlit_app
-    os.environ["DEEPR_PARK_DIR"] = str(tmp_path_factory.mktemp("lot"))
-    try:
-        with streamlit_app() as url, sync_playwright() as p:
-            b = launch(p)
-            yield url, b
-            b.close()
-    finally:
-        os.environ.pop("DEEPR_PARK_DIR")
+    from browser import app_and_browser
+    with app_and_browser({"DEEPR_PARK_DIR": str(tmp_path_factory.mktemp("lot"))}) as served:
+        yield served
 
 
 def open_page(b, url):

@@ -25,18 +25,9 @@ TOUR_FAST = "0.04"
 
 @pytest.fixture(scope="module")
 def browser_app():
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch, streamlit_app
-    old = os.environ.get("DEEPR_TOUR_FAST")
-    os.environ["DEEPR_TOUR_FAST"] = TOUR_FAST   # the server reads it
-    try:
-        with streamlit_app() as url, sync_playwright() as p:
-            b = launch(p)
-            yield url, b
-            b.close()
-    finally:
-        os.environ.pop("DEEPR_TOUR_FAST") if old is None else os.environ.__setitem__("DEEPR_TOUR_FAST", old)
+    from browser import app_and_browser
+    with app_and_browser({"DEEPR_TOUR_FAST": TOUR_FAST}) as served:   # the server reads it
+        yield served
 
 
 def _open(b, url):

@@ -33,23 +33,11 @@ def fake_sweep(out):
 @pytest.fixture(scope="module")
 def runs_browser(tmp_path_factory):
     """The app with its Sweep page reading a folder of its own (DEEPR_SWEEPS), and chromium."""
-    from playwright.sync_api import sync_playwright
-
-    from browser import launch, streamlit_app
+    from browser import app_and_browser
     sweeps = tmp_path_factory.mktemp("sweeps")
     trials = fake_sweep(sweeps / "20260101-000000")
-    old = os.environ.get("DEEPR_SWEEPS")
-    os.environ["DEEPR_SWEEPS"] = str(sweeps)
-    try:
-        with streamlit_app() as url, sync_playwright() as p:
-            b = launch(p)
-            yield url, b, trials
-            b.close()
-    finally:
-        if old is None:
-            os.environ.pop("DEEPR_SWEEPS", None)
-        else:
-            os.environ["DEEPR_SWEEPS"] = old
+    with app_and_browser({"DEEPR_SWEEPS": str(sweeps)}) as (url, b):
+        yield url, b, trials
 
 
 @needs_chromium
