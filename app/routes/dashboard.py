@@ -67,6 +67,8 @@ def setup_change(cfg, field: str, value):
             value = [int(v) for v in str(value).split(",") if v.strip()]
         except ValueError:
             raise ValueError(f"comma-separated whole numbers, e.g. 32,16; got {value!r}") from None
+        if not value:   # an emptied field is a slip, not a request for a network without hidden layers
+            raise ValueError("give at least one hidden layer size, e.g. 32,16")
     changes = {field: int(value) if field == "seed" else value}
     n_layers = type(cfg)(**(cfg.to_dict() | changes)).n_rewired_layers
     if len(cfg.connectivity) not in (1, n_layers):  # a new layer count: one value for all
