@@ -95,6 +95,37 @@ def wait_for(condition, timeout: float = 30.0, every: float = 0.3) -> None:
     assert condition(), "condition not met in time"
 
 
+def settle(page, quiet: float = 1.0, timeout: float = 60.0) -> None:
+    """Wait until the page's script has not been running for `quiet` seconds (Streamlit shows
+    its status widget, with a Stop button, while a rerun is under way): a field typed into
+    during a rerun can be redrawn with its old value, as it can for a person typing then."""
+    deadline, calm_since = time.time() + timeout, None
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count():
+            calm_since = None
+        elif calm_since is None:
+            calm_since = time.time()
+        elif time.time() - calm_since >= quiet:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the page was still rerunning after {timeout:.0f} s")
+
+
+def go_to(page, link: str, ready: str, tries: int = 3) -> None:
+    """Follow the sidebar's page link `link` until the selector `ready` (only on that page) shows;
+    a click that lands while the page's script is being rerun and its sidebar redrawn can be
+    lost, so it is clicked again."""
+    for _ in range(tries):
+        settle(page)
+        page.get_by_role("link", name=link).click()
+        try:
+            page.wait_for_selector(ready, timeout=30_000)
+            return
+        except Exception:
+            continue
+    raise AssertionError(f"the {link!r} page did not open")
+
+
 def choose(page, label: str, option: str, tries: int = 3) -> None:
     """Pick an option of a Streamlit selectbox by its label (again if a rerun closed the list
     before the click landed)."""

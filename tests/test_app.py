@@ -468,9 +468,11 @@ def browser_app():
 
 
 def _open(b, url, width=1400):
+    from browser import settle
     page = b.new_page(viewport={"width": width, "height": 1300})
     page.goto(url)
     page.wait_for_selector("#step-counter", timeout=90_000)
+    settle(page)
     return page
 
 
@@ -562,7 +564,7 @@ def test_browser_upload_of_another_setups_checkpoint_continues_it(browser_app, t
 def test_browser_live_views_come_from_the_feed_and_stop_when_paused(browser_app):
     # the dashboard's graph and curves take their frames from the feed (one GET per frame,
     # components/feed.py), not from Streamlit reruns; paused, the page asks only for new steps
-    from browser import step_counter, wait_for
+    from browser import go_to, step_counter, wait_for
     url, b = browser_app
     page = _open(b, url + "/?preset=digits-demo")
     page.wait_for_selector("canvas.dg-base", timeout=60_000)
@@ -584,9 +586,8 @@ def test_browser_live_views_come_from_the_feed_and_stop_when_paused(browser_app)
     wait_for(lambda: page.evaluate("window.__deeprGraph.graph.step") == step + 10, 30)
     assert page.evaluate(f"{feed}.frames") == n + 1  # one request for the new step
     # new canvases while paused (another page and back, a reload) ask for a frame: both drawn
-    page.get_by_role("link", name="Compare").click()
-    page.wait_for_selector("text=Play all", timeout=90_000)
-    page.get_by_role("link", name="Dashboard").click()
+    go_to(page, "Compare", "text=Play all")
+    go_to(page, "Dashboard", 'button >> text="Play"')
     for _ in range(2):
         wait_for(lambda: page.evaluate("window.__deeprGraph && window.__deeprGraph.graph.step") == step + 10, 60)
         wait_for(lambda: page.evaluate("window.__deeprCurves && window.__deeprCurves.curves.step") == step + 10, 30)

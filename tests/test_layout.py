@@ -57,7 +57,7 @@ def test_every_module_is_small_and_every_requirement_is_used():
     for p in [*ROOT.glob("deepr_engine/**/*.py"), *ROOT.glob("app/**/*.py"), *ROOT.glob("tests/*.py"),
               *ROOT.glob("benchmarks/*.py")]:
         used |= imports(p)
-    import_name = {"scikit-learn": "sklearn", "pillow": "PIL", "pytest-timeout": None, "ray[tune]": "ray"}
+    import_name = {"scikit-learn": "sklearn", "pillow": "PIL", "pytest-timeout": None, "pytest-xdist": None, "ray[tune]": "ray"}
     for line in (ROOT / "requirements.txt").read_text().splitlines():
         req = re.split(r"[<>=\s#]", line.strip(), maxsplit=1)[0]
         if not req:

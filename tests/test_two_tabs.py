@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.browser,
                                  reason="chromium is not installed")]
 
 VIEWS = "[window.__deeprGraph.graph.step, window.__deeprCurves.curves.step]"
+APPLIED = "window.__deeprGraph.graph.framesApplied"
 
 
 def _open(b, url):
@@ -43,15 +44,17 @@ def test_two_tabs_on_one_run_both_stay_live_when_the_second_plays():
         second.get_by_role("button", name="Play").click()
         for page in (second, first):  # the first tab notices the run plays and follows it
             wait_for(lambda page=page: min(_shown(page)) >= 100, 90)
+        applied = {id(p_): p_.evaluate(APPLIED) for p_ in (first, second)}
         for _ in range(2):  # and both keep moving: counters, graph and curves
             before = {id(p_): _shown(p_) for p_ in (first, second)}
             time.sleep(2.0)
             for page in (first, second):
                 now, then = _shown(page), before[id(page)]
                 assert all(a > b_ for a, b_ in zip(now, then)), (now, then)
-        # each tab's graph saw the run's rewiring (its counters come from the events)
+        # each tab's graph kept applying the run's rewiring frames while it played (how many
+        # depends on the machine's load; that it keeps going does not)
         for page in (first, second):
-            assert page.evaluate("window.__deeprGraph.graph.framesApplied") > 10
+            assert page.evaluate(APPLIED) > applied[id(page)] > 0
             assert page.evaluate("Object.values(window.__deeprFeeds)[0].errors") == 0
         second.get_by_role("button", name="Pause").click()
         for page in (first, second):

@@ -172,7 +172,10 @@ def _context():
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["deepr_engine.run.session", "deepr_engine.run.checkpoint"])
+    # also what a session imports lazily on its first build (torch's optimizers pull in
+    # torch._dynamo, the digits data sklearn): about 5 s that every run process paid again
+    ctx.set_forkserver_preload(["deepr_engine.run.session", "deepr_engine.run.checkpoint",
+                                "torch._dynamo", "sklearn.datasets"])
     return ctx
 
 
