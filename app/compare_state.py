@@ -64,7 +64,6 @@ class CompareState:
     url_errors: list[str] = field(default_factory=list)
     error: str = ""
     forks: ForkPoint | None = None  # set while the runs are forks of one run
-    started: int = 0                # processes this page started (public mode: a session limit)
 
     def labels(self) -> list[str]:
         """Each run's name on the page: its fork's 'field = value', else its method."""
@@ -99,20 +98,18 @@ class CompareState:
                 return False
             base, specs = preset("digits-demo"), [RunSpec("deepr"), RunSpec("set")]
             runs = [BackgroundSession(run_config(base, s), **_options()) for s in specs]
-        self.started += len(runs)
+        public.STARTS.add(_browser(), len(runs))
         self._adopt(runs, base, specs, ui, None)
         return True
 
     def room(self, n: int) -> None:
         """Public mode: refuse `n` new processes over max_live_runs / max_runs_per_session (this
-        page's runs, which the new ones replace, free their processes; the browser session's
-        count is this page's and the Dashboard's). ValueError naming the limit."""
+        page's runs, which the new ones replace, free their processes; the browser's count is
+        this page's and the Dashboard's, in all its tabs). ValueError naming the limit."""
         if not public.settings().public:
             return
         mine = sum(r.alive for r in self.runs)
-        board = st.session_state.get("dashboard")
-        public.check_room(n, self.started + getattr(board, "started", 0),
-                          BackgroundSession.live_count() - mine)
+        public.check_room(n, public.STARTS.count(_browser()), BackgroundSession.live_count() - mine)
 
     def _adopt(self, runs, base, specs, ui, forks: ForkPoint | None) -> None:
         for r in self.runs:
@@ -145,7 +142,7 @@ class CompareState:
             started = [pool.submit(BackgroundSession, source, steps_per_frame=spf, **_options())
                        for _ in values]
         runs = [f.result() for f in started if f.exception() is None]
-        self.started += len(runs)
+        public.STARTS.add(_browser(), len(runs))
         try:
             failed = next((f.exception() for f in started if f.exception() is not None), None)
             if failed is not None:
@@ -195,6 +192,12 @@ class CompareState:
             self.cursors[i] = view.events_cursor
             self.frames.append(view)
         return self.frames
+
+
+def _browser() -> str:
+    """This browser (public.STARTS counts the runs it started)."""
+    board = st.session_state.get("dashboard")
+    return getattr(board, "visitor", "") or public.visitor_id()
 
 
 def _options() -> dict:

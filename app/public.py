@@ -9,7 +9,10 @@ and its value; sizes are checked from the config, before anything is built."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 import tomllib
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +33,7 @@ LIMITS: dict[str, Limit] = {
     "max_layers": Limit(6, "hidden layers"),
     "max_steps_per_second": Limit(400, "steps per second of one run"),
     "max_live_runs": Limit(6, "runs training on this server at once"),
-    "max_runs_per_session": Limit(12, "runs one browser session starts"),
+    "max_runs_per_session": Limit(12, "runs one browser starts within an hour"),
     "run_memory_mb": Limit(1536, "MB of memory one run process may add"),
     "park_quota_mb": Limit(2048, "MB of parked runs on disk"),
     "sweep_max_trials": Limit(32, "trials in one sweep"),
@@ -143,16 +146,55 @@ def speed(max_steps_per_second: float, s: Settings | None = None) -> float:
     return cap if max_steps_per_second <= 0 else min(max_steps_per_second, cap)
 
 
-def check_room(new_runs: int, session_runs: int, live_runs: int, s: Settings | None = None) -> None:
-    """Refuse `new_runs` more processes when the server or this browser session is at its limit."""
+def check_room(new_runs: int, browser_runs: int, live_runs: int, s: Settings | None = None) -> None:
+    """Refuse `new_runs` more processes when the server or this browser (`browser_runs` started
+    within the hour, `STARTS`) is at its limit."""
     s = s or settings()
     if not s.public:
         return
-    if session_runs + new_runs > s["max_runs_per_session"]:
-        raise s.refuse("max_runs_per_session", session_runs + new_runs)
+    if browser_runs + new_runs > s["max_runs_per_session"]:
+        raise s.refuse("max_runs_per_session", browser_runs + new_runs)
     if live_runs + new_runs > s["max_live_runs"]:
         raise ServerFull(f"the server is full: {live_runs} runs are training (limit max_live_runs "
                          f"= {s['max_live_runs']:,.0f})")
+
+
+class StartLog:
+    """The runs each browser (`visitor_id`) started within the last `window_s`, kept by the server:
+    a reload, another tab or the Compare page does not start a browser's count again (it did
+    while the count lived in the Streamlit session), and a browser that waits may start more.
+    At most `max_browsers` are kept, the least recently active dropped first (memory stays
+    bounded whoever comes)."""
+
+    def __init__(self, window_s: float = 3600.0, max_browsers: int = 10_000):
+        self.window_s, self.max_browsers = window_s, max_browsers
+        self._times: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count(self, browser: str, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            recent = [t for t in self._times.get(browser, ()) if now - t < self.window_s]
+            if recent:
+                self._times[browser] = recent
+            else:
+                self._times.pop(browser, None)
+            return len(recent)
+
+    def add(self, browser: str, n: int = 1, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._times.setdefault(browser, []).extend([now] * n)
+            self._times.move_to_end(browser)
+            while len(self._times) > self.max_browsers:
+                self._times.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._times.clear()
+
+
+STARTS = StartLog()   # the server's one log (every Streamlit session of this process shares it)
 
 
 class ServerFull(ValueError):

@@ -66,7 +66,6 @@ class DashboardState:
     read_at: float = 0.0            # when `frame` was read from the run (monotonic)
     history: RunHistory = field(default_factory=RunHistory)   # this tab's runs (history.py)
     url_run: str = ""               # the run id this tab last wrote into the URL
-    started: int = 0                # runs this browser session started (a public-mode limit)
     waiting: str = ""               # public mode: why this visitor has no run yet (server full)
     read_only: bool = False         # public mode: the run on screen is someone else's
     visitor: str = ""               # public mode: who this browser is (owner of its runs)
@@ -98,15 +97,15 @@ class DashboardState:
             if self.run is not None:
                 return False
             try:   # the default run needs room too
-                public.check_room(1, self.started, BackgroundSession.live_count())
-            except public.ServerFull as full:
+                public.check_room(1, self.starts(), BackgroundSession.live_count())
+            except ValueError as full:   # the server's room, or this browser's hour (other tabs)
                 self.waiting = str(full)
                 return False
             ui = UISettings(steps_per_frame=ui.steps_per_frame,
                             max_steps_per_second=ui.max_steps_per_second)
             run = BackgroundSession(preset(ui.preset), max_steps_per_second=public.speed(0),
                                     **public.run_options())
-        self.started += 1
+        public.STARTS.add(self.who())
         self.waiting = ""
         self._adopt(run, ui)
         return True
@@ -119,8 +118,16 @@ class DashboardState:
         if source is not None:   # None: a fork (the setup of a run this server already runs)
             public.check_config(source if isinstance(source, RunConfig) else checkpoint_config(source))
         mine = int(self.run is not None and self.run.alive)
-        other = getattr(st.session_state.get("compare"), "started", 0)   # the Compare page's runs
-        public.check_room(1, self.started + other, BackgroundSession.live_count() - mine)
+        public.check_room(1, self.starts(), BackgroundSession.live_count() - mine)
+
+    def who(self) -> str:
+        """This browser, for the server's count of the runs it started (public.STARTS)."""
+        return self.visitor or public.visitor_id()
+
+    def starts(self) -> int:
+        """Runs this browser started within the hour: the Dashboard's and the Compare page's,
+        in any of its tabs (a reload does not start the count again)."""
+        return public.STARTS.count(self.who())
 
     def _adopt(self, run: BackgroundSession, ui: UISettings) -> None:
         """Put `run` on screen; the run that was there parks and stays in the Runs list."""
@@ -157,7 +164,7 @@ class DashboardState:
 
     def adopt_fork(self, run: BackgroundSession, parent_id: str, step: int) -> None:
         """Put a fork on screen; its record says where it forked off (the parent is parked)."""
-        self.started += 1
+        public.STARTS.add(self.who())
         self._adopt(run, self.ui)
         self.history.note(run.run_id, fork={"parent": parent_id, "step": step}, step=step)
         self.notice = f"Forked at step {step:,}: this is a new run; the original is in the Runs list."

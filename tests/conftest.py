@@ -25,16 +25,17 @@ def pytest_unconfigure(config):
     shutil.rmtree(PARK_DIR, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     if not torch.cuda.is_available():
         skip = pytest.mark.skip(reason="no CUDA device here")
         for item in items:
             if "cuda" in item.keywords:
                 item.add_marker(skip)
-    # Under `-n 2 --dist loadgroup` the browser tests run one after another on one worker (each
-    # starts a server, a run process and chromium; two at once would fight for two cores and
-    # their timing), and they come first, so that the other worker takes the rest meanwhile.
+    # Under `-n 2 --dist loadgroup` a module's browser tests stay on one worker (they share the
+    # module's server and chromium) and come first: the long units start early, the short
+    # ones fill in after them.
     for item in items:
         if "browser" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group("browser"))
+            item.add_marker(pytest.mark.xdist_group(f"browser-{item.module.__name__}"))
     items.sort(key=lambda item: "browser" not in item.keywords)

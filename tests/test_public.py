@@ -22,6 +22,7 @@ def public_mode(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPR_PUBLIC", "1")
     monkeypatch.setenv("DEEPR_PARK_DIR", str(tmp_path / "lot"))
     public.settings.cache_clear()
+    public.STARTS.clear()
     opened = []
     yield opened
     for at in opened:
@@ -115,6 +116,34 @@ def test_a_full_server_queues_a_new_visitor(public_mode, monkeypatch):
     second = page(public_mode, visitor="another browser")
     assert state(second).run is None
     assert any("number 1 in the queue" in m and "max_live_runs" in m for m in shown(second.info))
+
+
+def test_a_browsers_run_count_is_the_servers_over_an_hour_and_stays_bounded():
+    log = public.StartLog(window_s=3600, max_browsers=3)
+    log.add("a", 2, now=0.0)
+    log.add("a", 1, now=100.0)
+    assert log.count("a", now=200.0) == 3
+    assert log.count("a", now=3650.0) == 1     # the first two started more than an hour ago
+    assert log.count("a", now=3800.0) == 0
+    for b in "bcde":
+        log.add(b, now=10.0 + ord(b))
+    assert log.count("b", now=200.0) == 0 and log.count("e", now=200.0) == 1   # least recent went
+
+
+def test_a_browsers_runs_count_in_all_its_tabs_and_a_reload_does_not_reset_them(public_mode, monkeypatch):
+    monkeypatch.setenv("DEEPR_MAX_RUNS_PER_SESSION", "2")
+    public.settings.cache_clear()
+    first = page(public_mode, visitor="browser v")
+    again = page(public_mode, visitor="browser v")          # a reload or a second tab: run 2
+    assert state(first).run is not None and state(again).run is not None
+    third = page(public_mode, visitor="browser v")          # run 3 of this browser: refused
+    assert state(third).run is None
+    assert any("as many runs as this public demo allows in an hour" in m and
+               "limit max_runs_per_session" in m for m in shown(third.info))
+    assert not any("queue" in m for m in shown(third.info))  # it keeps no one else waiting
+    other = page(public_mode, visitor="browser w")           # another browser is not affected
+    assert state(other).run is not None
+    assert public.STARTS.count("browser v") == 2 and public.STARTS.count("browser w") == 1
 
 
 def test_a_run_over_its_memory_limit_ends_with_a_message_and_the_server_goes_on(public_mode):

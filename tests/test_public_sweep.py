@@ -23,6 +23,7 @@ PAGE = "from app.routes.sweep import render\nrender()\n"
 def public_mode(monkeypatch):
     monkeypatch.setenv("DEEPR_PUBLIC", "1")
     public.settings.cache_clear()
+    public.STARTS.clear()
     yield
     public.settings.cache_clear()
 
@@ -250,7 +251,7 @@ def test_compare_runs_get_the_public_options_and_count_against_the_limits(public
     monkeypatch.setenv("DEEPR_MAX_RUNS_PER_SESSION", "6")
     public.settings.cache_clear()
     assert not s.start(preset("spiral-demo"), [RunSpec("deepr"), RunSpec("set")])
-    assert "7 runs one browser session starts" in s.error and "at most 6 (limit max_runs_per_session)" in s.error
+    assert "7 runs one browser starts within an hour" in s.error and "at most 6 (limit max_runs_per_session)" in s.error
     assert len(FakeRun.made) == 5
 
 

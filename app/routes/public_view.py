@@ -35,21 +35,29 @@ def leave_queue(visitor: str) -> None:
 
 
 def waiting_room(s: DashboardState) -> None:
-    """No run yet because the server is full: the visitor's place, retried every few seconds."""
+    """No run yet because the server is full (the visitor's place in the line) or this browser
+    started its hour's runs in other tabs; retried every few seconds."""
     st.title("DeepR Studio")
 
     @st.fragment(run_every=QUEUE_POLL_S)
     def retry() -> None:
         d = dashboard()
-        place = queue_position(d.visitor)
-        if d.run is None and place == 1:   # first in line: the next free room is this visitor's
+        own = "max_runs_per_session" in d.waiting   # this browser's own limit: not in the line
+        place = 0 if own else queue_position(d.visitor)
+        if d.run is None and place <= 1:   # first in line: the next free room is this visitor's
             d.init_from_url(dict(st.query_params))
         if d.run is not None:
             leave_queue(d.visitor)
             st.rerun(scope="app")
-        st.info(plain(f"This public demo is busy: {d.waiting}. You are number {place} in the "
-                      f"queue; this page starts your run as soon as one ends (it checks every "
-                      f"{QUEUE_POLL_S:g} s)."))
+        if own:
+            st.info(plain(f"This browser has started as many runs as this public demo allows in "
+                          f"an hour: {d.waiting}. Its runs stay open in their tabs and links; this "
+                          f"page starts a new run when the hour allows (it checks every "
+                          f"{QUEUE_POLL_S:g} s)."))
+        else:
+            st.info(plain(f"This public demo is busy: {d.waiting}. You are number {place} in the "
+                          f"queue; this page starts your run as soon as one ends (it checks every "
+                          f"{QUEUE_POLL_S:g} s)."))
     retry()
 
 
