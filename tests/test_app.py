@@ -537,7 +537,8 @@ def test_browser_preset_switch_play_and_reload_continue(browser_app):
     page.reload()
     page.wait_for_selector("#step-counter", timeout=90_000)
     assert step_counter(page) == step  # the same run, not a fresh one
-    assert "dataset=spiral" in url_of(page)
+    page.get_by_text("Deep R on spiral").first.wait_for(timeout=30_000)
+    wait_for(lambda: "dataset=spiral" in url_of(page))   # written at the end of the page's run
     page.close()
 
 
