@@ -63,7 +63,6 @@ def _step(page, n: int, to: int) -> None:
 
 @needs_chromium
 @pytest.mark.browser
-@pytest.mark.extended  # the AppTest / node tests cover its parts in the default run
 def test_browser_paused_curves_follow_steps_preset_switch_fork_and_reopen(curves_browser):
     from browser import choose, url_of, wait_for
     url, b = curves_browser

@@ -37,7 +37,6 @@ def step(page, n: int) -> None:
     wait_for(lambda: step_counter(page) == before + n, 60)
 
 
-@pytest.mark.extended  # the AppTest / node tests cover its parts in the default run
 def test_preset_switch_then_back_reopens_the_first_run_at_its_step_and_a_closed_tab_finds_its_runs(browser_app):
     from browser import choose, step_counter, url_of, wait_for
     url, b = browser_app

@@ -42,7 +42,6 @@ def runs_browser(tmp_path_factory):
 
 @needs_chromium
 @pytest.mark.browser
-@pytest.mark.extended  # the AppTest / node tests cover its parts in the default run
 def test_browser_sweep_link_opens_the_trials_setup_with_its_holdout_on_the_dashboard(runs_browser):
     from browser import url_of, wait_for
     url, b, trials = runs_browser
