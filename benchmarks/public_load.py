@@ -325,7 +325,10 @@ def report(rows: list[dict], rss: dict, settings: dict) -> str:
         f"{max(ok) if ok else 0} (steps tried: {', '.join(str(r['n']) for r in rows)})",
         f"web server RSS: {rss['cold'] / MB:.0f} MB started, {rss['warm'] / MB:.0f} MB after one "
         f"warm-up visitor left, {rss['end'] / MB:.0f} MB after the last step's visitors left "
-        f"({(rss['end'] - rss['warm']) / MB:+.0f} MB against the warm server)",
+        f"({(rss['end'] - rss['warm']) / MB:+.0f} MB against the warm server)"
+        + (f"; {rss['ttl'] / MB:.0f} MB ({(rss['ttl'] - rss['warm']) / MB:+.0f} MB) once Streamlit "
+           f"dropped the closed tabs' sessions (server.disconnectedSessionTTL + 30 s later)"
+           if "ttl" in rss else ""),
         "frames/s the graph applied (median page): " + ", ".join(f"{r['applied_med']:.1f}" for r in rows),
         "feed requests that failed during the windows: " + ", ".join(str(r["failed"]) for r in rows),
         "pages whose Play did not take within 60 s (measured anyway): " + ", ".join(str(r["stalled"]) for r in rows),
@@ -344,6 +347,9 @@ def main() -> None:
                          "app's default); lower it to see the queue")
     ap.add_argument("--linger", type=float, default=90.0,
                     help="after the visitors leave, wait up to this long for their run processes to end")
+    ap.add_argument("--session-ttl", type=float, default=0.0,
+                    help="Streamlit's server.disconnectedSessionTTL (120 s by default): with it, the "
+                         "server's RSS is read again that long (+30 s) after the last visitors left")
     args = ap.parse_args()
     if args.max_visitors < 1 or args.seconds <= 0 or args.linger <= 0:
         ap.error("--max-visitors must be >= 1, --seconds and --linger > 0")
@@ -378,6 +384,10 @@ def main() -> None:
                 print(row(rows[-1]), flush=True)
             browser.close()
         rss["end"] = snapshot(server.pid, os.getpid())["server_rss"]
+        if args.session_ttl:   # a closed tab's session (its state, frames) is kept this long
+            print(f"waiting {args.session_ttl + 30:.0f} s for the closed tabs' sessions to go", flush=True)
+            time.sleep(args.session_ttl + 30)
+            rss["ttl"] = snapshot(server.pid, os.getpid())["server_rss"]
         park = sum(f.stat().st_size for f in (tmp / "park").rglob("*") if f.is_file()) if (tmp / "park").exists() else 0
         settings["load avg at end"] = loadavg()
         settings["parked on disk at end MB"] = f"{park / MB:.1f}"
