@@ -350,7 +350,11 @@ def main() -> None:
     ap.add_argument("--session-ttl", type=float, default=0.0,
                     help="Streamlit's server.disconnectedSessionTTL (120 s by default): with it, the "
                          "server's RSS is read again that long (+30 s) after the last visitors left")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run the ramp this many times on one server (memory after each round)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be >= 1")
     if args.max_visitors < 1 or args.seconds <= 0 or args.linger <= 0:
         ap.error("--max-visitors must be >= 1, --seconds and --linger > 0")
     if args.quick:
@@ -375,13 +379,19 @@ def main() -> None:
             warm_up(browser, url, server.pid, args.linger)
             rss["warm"] = snapshot(server.pid, os.getpid())["server_rss"]
             print(f"warm-up visitor done; load {loadavg()}\n{HEADER}", flush=True)
-            for n in steps:
-                try:
-                    rows.append(level(browser, url, n, args.seconds, server.pid, args.linger))
-                except Exception as exc:   # the steps done so far are still reported
-                    print(f"step {n} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
-                    break
-                print(row(rows[-1]), flush=True)
+            rounds = []
+            for _ in range(args.repeat):   # the same ramp again: does the server keep growing?
+                for n in steps:
+                    try:
+                        rows.append(level(browser, url, n, args.seconds, server.pid, args.linger))
+                    except Exception as exc:   # the steps done so far are still reported
+                        print(f"step {n} failed: {type(exc).__name__}: {str(exc).splitlines()[0]}", flush=True)
+                        break
+                    print(row(rows[-1]), flush=True)
+                rounds.append(snapshot(server.pid, os.getpid())["server_rss"])
+            if args.repeat > 1:
+                print("web server RSS after each round of the ramp: "
+                      + ", ".join(f"{r / MB:.0f} MB" for r in rounds), flush=True)
             browser.close()
         rss["end"] = snapshot(server.pid, os.getpid())["server_rss"]
         if args.session_ttl:   # a closed tab's session (its state, frames) is kept this long
