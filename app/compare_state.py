@@ -197,7 +197,7 @@ class CompareState:
 def _browser() -> str:
     """This browser (public.STARTS counts the runs it started)."""
     board = st.session_state.get("dashboard")
-    return getattr(board, "visitor", "") or public.visitor_id()
+    return board.who() if board is not None else public.visitor_id()
 
 
 def _options() -> dict:

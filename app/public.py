@@ -153,7 +153,7 @@ def check_room(new_runs: int, browser_runs: int, live_runs: int, s: Settings | N
     if not s.public:
         return
     if browser_runs + new_runs > s["max_runs_per_session"]:
-        raise s.refuse("max_runs_per_session", browser_runs + new_runs)
+        raise BrowserLimit(str(s.refuse("max_runs_per_session", browser_runs + new_runs)))
     if live_runs + new_runs > s["max_live_runs"]:
         raise ServerFull(f"the server is full: {live_runs} runs are training (limit max_live_runs "
                          f"= {s['max_live_runs']:,.0f})")
@@ -199,6 +199,10 @@ STARTS = StartLog()   # the server's one log (every Streamlit session of this pr
 
 class ServerFull(ValueError):
     """No room for another training process now (a visitor waits in the queue)."""
+
+
+class BrowserLimit(ValueError):
+    """This browser started its hour's runs (max_runs_per_session); it waits outside the queue."""
 
 
 XSRF_COOKIE = "_streamlit_xsrf"

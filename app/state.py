@@ -67,6 +67,7 @@ class DashboardState:
     history: RunHistory = field(default_factory=RunHistory)   # this tab's runs (history.py)
     url_run: str = ""               # the run id this tab last wrote into the URL
     waiting: str = ""               # public mode: why this visitor has no run yet (server full)
+    waiting_own: bool = False       # ... because this browser reached its own limit (no queue)
     read_only: bool = False         # public mode: the run on screen is someone else's
     visitor: str = ""               # public mode: who this browser is (owner of its runs)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
@@ -91,6 +92,7 @@ class DashboardState:
                                     **public.run_options())
         except public.ServerFull as exc:   # a new visitor waits; a visitor with a run keeps it
             self.setup_error, self.waiting = (str(exc), "") if self.run is not None else ("", str(exc))
+            self.waiting_own = False
             return False
         except START_ERRORS as exc:
             self.setup_error = str(exc)
@@ -98,15 +100,15 @@ class DashboardState:
                 return False
             try:   # the default run needs room too
                 public.check_room(1, self.starts(), BackgroundSession.live_count())
-            except ValueError as full:   # the server's room, or this browser's hour (other tabs)
-                self.waiting = str(full)
+            except (public.ServerFull, public.BrowserLimit) as full:   # or its hour, in other tabs
+                self.waiting, self.waiting_own = str(full), isinstance(full, public.BrowserLimit)
                 return False
             ui = UISettings(steps_per_frame=ui.steps_per_frame,
                             max_steps_per_second=ui.max_steps_per_second)
             run = BackgroundSession(preset(ui.preset), max_steps_per_second=public.speed(0),
                                     **public.run_options())
         public.STARTS.add(self.who())
-        self.waiting = ""
+        self.waiting, self.waiting_own = "", False
         self._adopt(run, ui)
         return True
 

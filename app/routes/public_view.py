@@ -42,7 +42,7 @@ def waiting_room(s: DashboardState) -> None:
     @st.fragment(run_every=QUEUE_POLL_S)
     def retry() -> None:
         d = dashboard()
-        own = "max_runs_per_session" in d.waiting   # this browser's own limit: not in the line
+        own = d.waiting_own   # this browser's own limit: it does not stand in the line
         place = 0 if own else queue_position(d.visitor)
         if d.run is None and place <= 1:   # first in line: the next free room is this visitor's
             d.init_from_url(dict(st.query_params))
