@@ -43,8 +43,8 @@ def waiting_room(s: DashboardState) -> None:
     def retry() -> None:
         d = dashboard()
         own = d.waiting_own   # this browser's own limit: it does not stand in the line
-        place = 0 if own else queue_position(d.visitor)
-        if d.run is None and place <= 1:   # first in line: the next free room is this visitor's
+        place = None if own else queue_position(d.visitor)
+        if d.run is None and (own or place == 1):   # first in line: the next free room is its
             d.init_from_url(dict(st.query_params))
         if d.run is not None:
             leave_queue(d.visitor)
