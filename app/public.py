@@ -209,8 +209,20 @@ XSRF_COOKIE = "_streamlit_xsrf"
 
 
 def cookie_identity(cookie: str) -> str:
-    """A browser's identity from its XSRF cookie (the page's and the feed's requests alike)."""
+    """A browser's identity from its XSRF cookie (the page's and the feed's requests alike).
+    The web server (Tornado's XSRF cookie, version 2: `2|mask|masked token|time`) writes the same
+    token under a new random mask on every page load, so the cookie's text changes whenever the
+    browser opens another tab: the identity is the unmasked token and its time, not the text."""
     import hashlib
+    parts = cookie.split("|")
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        except ValueError:
+            mask = b""
+        if mask:
+            token = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
+            cookie = f"{token.hex()}|{parts[3]}"
     return hashlib.sha256(cookie.encode()).hexdigest()[:32]
 
 

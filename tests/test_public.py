@@ -118,6 +118,16 @@ def test_a_full_server_queues_a_new_visitor(public_mode, monkeypatch):
     assert any("number 1 in the queue" in m and "max_live_runs" in m for m in shown(second.info))
 
 
+def test_a_browsers_identity_survives_the_cookies_new_mask_on_every_page_load():
+    # two page loads of one chromium context (read off the app's server): one token, two masks
+    first = "2|ab0d37c6|d80966074fc2e8442534c431a5ed108d|1796227824"
+    second = "2|f864ee8d|8b60bf4c1cab310f765d1d7af684c9c6|1796227824"
+    other = "2|ab0d37c6|d80966074fc2e8442534c431a5ed108e|1796227824"   # another token
+    assert first != second and public.cookie_identity(first) == public.cookie_identity(second)
+    assert public.cookie_identity(other) != public.cookie_identity(first)
+    assert public.cookie_identity("2|zz|11|1") != public.cookie_identity("2|zz|12|1")   # not hex: as text
+
+
 def test_a_browsers_run_count_is_the_servers_over_an_hour_and_stays_bounded():
     log = public.StartLog(window_s=3600, max_browsers=3)
     log.add("a", 2, now=0.0)

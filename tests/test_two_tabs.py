@@ -60,3 +60,28 @@ def test_two_tabs_on_one_run_both_stay_live_when_the_second_plays():
         for page in (first, second):
             wait_for(lambda page=page: page.get_by_role("button", name="Play").count() > 0, 60)
         b.close()
+
+
+def test_public_two_tabs_of_one_browser_are_one_owner_and_both_stay_live():
+    """Public mode ties a run and its feed to the browser (its XSRF cookie). Each page load writes
+    that cookie again under a new mask: the second tab must not turn the first tab's feed away
+    (403) nor see its own browser's run as someone else's (read-only)."""
+    from browser import app_and_browser
+
+    with app_and_browser({"DEEPR_PUBLIC": "1"}) as (url, b):
+        ctx = b.new_context(viewport={"width": 1400, "height": 1300})
+        first = ctx.new_page()
+        first.goto(url + "/?preset=spiral-demo")
+        first.wait_for_selector("canvas.dg-base", timeout=90_000)
+        wait_for(lambda: "run=" in url_of(first), 30)
+        cookie = ctx.cookies()[0]["value"]
+        second = ctx.new_page()
+        second.goto(url_of(first))
+        second.wait_for_selector("canvas.dg-base", timeout=90_000)
+        assert ctx.cookies()[0]["value"] != cookie          # the same token, masked anew
+        assert second.get_by_text("read-only").count() == 0
+        second.get_by_role("button", name="Play").click()   # the owner's controls, in either tab
+        for page in (first, second):
+            wait_for(lambda page=page: min(_shown(page)) >= 100, 90)
+            assert page.evaluate("Object.values(window.__deeprFeeds)[0].errors") == 0
+        ctx.close()
